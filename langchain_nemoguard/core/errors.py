@@ -1,0 +1,154 @@
+"""The exception hierarchy.
+
+Two families, kept apart on purpose:
+
+* ``InvalidInputError`` (a ``ValueError``): the caller handed us something we cannot judge - an empty
+  conversation, an image that does not decode, a URL we refuse to fetch. Raised, never swallowed.
+* ``GuardUnavailableError``: the guard endpoint failed (timeout, HTTP status, unparsable output). ``check()``
+  never raises these; it turns them into ``Verdict.error``. They exist for code that asks for raising
+  (``Verdict.raise_for_error()``) and for the transport's internals.
+
+``ContentBlockedError`` is what adapters raise when a policy says ``block``.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .verdict import Verdict
+
+
+class NemoGuardError(Exception):
+    """Base class of every exception this package raises."""
+
+
+# --- bad arguments -------------------------------------------------------------------------------------------
+
+
+class InvalidInputError(NemoGuardError, ValueError):
+    """The input cannot be judged as given (empty conversation, wrong type, bad role order...)."""
+
+
+class ConfigurationError(NemoGuardError, ValueError):
+    """A setting is wrong: unknown provider or mode, missing policy, malformed policy file."""
+
+
+class PolicyNotFoundError(ConfigurationError, KeyError):
+    """A policy was asked for by a name that no loaded policy set defines."""
+
+    def __init__(self, name: str, known: list[str] | None = None) -> None:
+        self.name = name
+        self.known = sorted(known or [])
+        hint = f"; known policies: {', '.join(self.known)}" if self.known else ""
+        super().__init__(f"unknown policy {name!r}{hint}")
+
+    def __str__(self) -> str:  # KeyError would otherwise quote the message
+        return str(self.args[0])
+
+
+class ImageError(InvalidInputError):
+    """An image could not be used: undecodable, wrong type, or over a limit."""
+
+
+class ImageTooLargeError(ImageError):
+    """An image is over the byte or pixel limit (decompression bombs land here)."""
+
+
+class UnsafeURLError(InvalidInputError):
+    """A remote URL was refused: fetching is off, a bad scheme, or it resolves to a private address."""
+
+
+# --- operational failures ------------------------------------------------------------------------------------
+
+
+class ErrorCode(StrEnum):
+    """Stable reason codes for ``Verdict.error``; safe to match on and to export as metric labels."""
+
+    TIMEOUT = "timeout"
+    CONNECT = "connect"  # connection refused / reset / DNS failure
+    HTTP_STATUS = "http_status"  # non-2xx after retries
+    RATE_LIMITED = "rate_limited"  # 429 after retries
+    UNPARSABLE = "unparsable"  # the model answered, but not in the verdict format
+    TRUNCATED = "truncated"  # finish_reason == "length" before the verdict was complete
+    BAD_RESPONSE = "bad_response"  # the body was not an OpenAI chat completion
+    CANCELLED = "cancelled"
+    INTERNAL = "internal"  # a bug on our side; reported, never silently allowed
+
+
+class GuardUnavailableError(NemoGuardError):
+    """The guard could not produce a verdict. ``code`` is an :class:`ErrorCode`."""
+
+    def __init__(self, code: ErrorCode, message: str, *, status: int | None = None) -> None:
+        self.code = code
+        self.status = status
+        super().__init__(f"guard unavailable ({code.value}): {message}")
+
+
+class GuardTimeoutError(GuardUnavailableError):
+    def __init__(self, message: str) -> None:
+        super().__init__(ErrorCode.TIMEOUT, message)
+
+
+class GuardHTTPError(GuardUnavailableError):
+    def __init__(self, status: int, message: str, *, retry_after: float | None = None) -> None:
+        code = ErrorCode.RATE_LIMITED if status == 429 else ErrorCode.HTTP_STATUS
+        self.retry_after = retry_after
+        super().__init__(code, f"HTTP {status}: {message}", status=status)
+
+
+class GuardConnectionError(GuardUnavailableError):
+    def __init__(self, message: str) -> None:
+        super().__init__(ErrorCode.CONNECT, message)
+
+
+class VerdictParseError(GuardUnavailableError):
+    """The model's output broke a parser rule. ``output`` holds the offending text (model output only)."""
+
+    def __init__(self, message: str, output: str = "", *, truncated: bool = False) -> None:
+        self.output = output
+        super().__init__(ErrorCode.TRUNCATED if truncated else ErrorCode.UNPARSABLE, message)
+
+
+# --- policy outcomes -----------------------------------------------------------------------------------------
+
+
+class Stage(StrEnum):
+    """Where in a conversation a check ran."""
+
+    INPUT = "input"
+    OUTPUT = "output"
+    TOOL_CALL = "tool_call"
+    TOOL_RESULT = "tool_result"
+
+
+class ContentBlockedError(NemoGuardError):
+    """A policy decided ``block``. Carries the verdict so callers can log or explain it.
+
+    ``unavailable`` is true when the block comes from a failed guard under ``on_error="block"``: the message
+    then says "guard unavailable" so that an outage never reads like a policy decision.
+    """
+
+    def __init__(
+        self, verdict: Verdict, stage: Stage | str = Stage.INPUT, message: str | None = None
+    ) -> None:
+        self.verdict = verdict
+        self.stage = Stage(stage)
+        self.categories: list[str] = list(verdict.categories)
+        self.unavailable = verdict.error is not None
+        if message is None:
+            if self.unavailable:
+                message = f"{self.stage.value} blocked: guard unavailable ({verdict.error})"
+            else:
+                cats = f" ({', '.join(self.categories)})" if self.categories else ""
+                message = f"{self.stage.value} blocked by content-safety policy{cats}"
+        super().__init__(message)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "type": "guard_unavailable" if self.unavailable else "content_blocked",
+            "stage": self.stage.value,
+            "categories": self.categories,
+            "message": str(self),
+        }

@@ -1,0 +1,6 @@
+"""Model wire formats. Nemotron 3.5 Content Safety is the default."""
+
+from .base import MODES, CallSpec, Mode, ModelFormat, ParsedCall
+from .nemotron35 import Nemotron35Format, parse_verdict_text
+
+__all__ = ["MODES", "CallSpec", "Mode", "ModelFormat", "Nemotron35Format", "ParsedCall", "parse_verdict_text"]

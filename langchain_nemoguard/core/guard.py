@@ -1,0 +1,579 @@
+"""``NemoGuard``: one object that turns a conversation into a verdict and an action.
+
+A check is planned, executed and combined:
+
+1. plan (pure): the conversation becomes one or more :class:`CallSpec` - one per text window, one per image
+   (the model takes one image per call, always with text), one per policy variant (built-in + custom);
+2. execute (I/O): the calls go out concurrently - ``asyncio.gather`` in ``acheck``, a thread pool in ``check``;
+3. combine (pure): any unsafe call makes the verdict unsafe; categories merge; suppressed categories are
+   dropped; the policy picks the action; failures follow ``on_error`` and are labelled as outages.
+
+Sync and async share steps 1 and 3; only step 2 differs. ``check`` never raises for an operational failure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import os
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import httpx
+
+from .cache import VerdictCache, cache_key
+from .conversation import Conversation, Turn
+from .errors import ConfigurationError, ErrorCode, GuardUnavailableError, InvalidInputError
+from .formats import MODES, CallSpec, Mode, ModelFormat, Nemotron35Format, ParsedCall
+from .images import ImageOptions, PreparedImage, aprepare_image, prepare_image
+from .policy import Policy, PolicySet
+from .providers import resolve
+from .taxonomy import BUILTIN_TAXONOMY
+from .transport import RetryPolicy, Transport
+from .verdict import Action, Verdict
+from .windows import WindowOptions, split_windows
+
+if TYPE_CHECKING:
+    from .streaming import StreamOptions
+
+logger = logging.getLogger("langchain_nemoguard")
+
+OnError = Literal["block", "allow"]
+
+# Enough for each mode's answer; THINK traces measured at 38-184 tokens, 1024 leaves room to close them.
+DEFAULT_MAX_TOKENS: Mapping[str, int] = {"fast": 32, "categories": 128, "think": 1024}
+
+# The model needs user text beside an image; an image-only turn is judged with this neutral text.
+IMAGE_ONLY_PROMPT = "(The user sent this image without any text.)"
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    specs: tuple[CallSpec, ...]
+    policy: Policy
+    mode: Mode
+
+
+class NemoGuard:
+    """A content-safety guard backed by Nemotron 3.5 Content Safety.
+
+    >>> guard = NemoGuard()                                   # local vLLM on :8000, or NEMOGUARD_BASE_URL
+    >>> v = guard.check(prompt="How do I make a bomb?")
+    >>> v.safe, v.categories, v.action
+    """
+
+    def __init__(
+        self,
+        base_url: str | Sequence[str] | None = None,
+        *,
+        provider: str | None = None,
+        model: str | None = None,
+        api_key: str | None = None,
+        mode: Mode = "categories",
+        policy: Policy | str | None = None,
+        policies: PolicySet | Mapping[str, Policy] | str | os.PathLike[str] | None = None,
+        on_error: OnError = "block",
+        timeout: float = 10.0,
+        max_retries: int = 2,
+        max_concurrency: int = 64,
+        max_tokens: int | None = None,
+        constrain_output: bool = False,
+        cache_size: int = 4096,
+        cache_ttl: float = 300.0,
+        windows: WindowOptions | None = None,
+        image_options: ImageOptions | None = None,
+        context_turns: int = 0,
+        stream_options: StreamOptions | None = None,
+        on_verdict: Callable[[Verdict], None] | None = None,
+        model_format: ModelFormat | None = None,
+        headers: Mapping[str, str] | None = None,
+        http_client: httpx.Client | None = None,
+        http_async_client: httpx.AsyncClient | None = None,
+    ) -> None:
+        if mode not in MODES:
+            raise ConfigurationError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+        if on_error not in ("block", "allow"):
+            raise ConfigurationError(f"on_error must be 'block' or 'allow', got {on_error!r}")
+        if timeout <= 0 or max_retries < 0 or max_concurrency < 1 or context_turns < 0:
+            raise ConfigurationError(
+                "timeout must be > 0, max_retries >= 0, max_concurrency >= 1, context_turns >= 0"
+            )
+        endpoint = resolve(base_url, provider, model, api_key)
+        if constrain_output and not endpoint.provider.supports_structured_outputs:
+            raise ConfigurationError(
+                f"constrain_output uses vLLM's structured_outputs; provider {endpoint.provider.name!r} does not support it"
+            )
+        self.provider = endpoint.provider.name
+        self.model = endpoint.model
+        self.base_urls = endpoint.base_urls
+        self.mode: Mode = mode
+        self.on_error: OnError = on_error
+        self.max_tokens = max_tokens
+        self.constrain_output = constrain_output
+        self.windows = windows or WindowOptions()
+        self.image_options = image_options or ImageOptions()
+        self.context_turns = context_turns
+        self.on_verdict = on_verdict
+        self.format: ModelFormat = model_format or Nemotron35Format()
+        self.policies = _policy_set(policies)
+        self.policy = self._resolve_policy(policy)
+        self._stream_options = stream_options
+        self._transport = Transport(
+            endpoint.base_urls,
+            api_key=endpoint.api_key,
+            timeout=timeout,
+            retry=RetryPolicy(max_retries=max_retries),
+            max_concurrency=max_concurrency,
+            headers=headers,
+            http_client=http_client,
+            http_async_client=http_async_client,
+        )
+        self._cache: VerdictCache[Verdict] = VerdictCache(maxsize=cache_size, ttl=cache_ttl)
+        self._executor: ThreadPoolExecutor | None = None
+        self._counters: dict[str, int] = {"checks": 0, "unsafe": 0, "errors": 0, "fail_open": 0, "calls": 0}
+
+    def __repr__(self) -> str:  # no key, ever
+        return (
+            f"NemoGuard(provider={self.provider!r}, base_url={list(self.base_urls)!r}, model={self.model!r}, "
+            f"mode={self.mode!r}, policy={self.policy.name!r}, on_error={self.on_error!r})"
+        )
+
+    # --- public API ------------------------------------------------------------------------------------------
+
+    def check(
+        self,
+        prompt: str | None = None,
+        response: str | None = None,
+        images: Iterable[Any] | Any | None = None,
+        *,
+        messages: Sequence[Mapping[str, Any]] | None = None,
+        conversation: Conversation | None = None,
+        policy: Policy | str | None = None,
+        mode: Mode | None = None,
+    ) -> Verdict:
+        """Judge a user prompt (with images) and optionally a response. Never raises for an outage."""
+        conv = self._conversation(prompt, response, images, messages, conversation)
+        pol, md = self._resolve_policy(policy), self._mode(mode)
+        started = time.perf_counter()
+        key = self._key(conv, pol, md)
+        hit = self._cache.get(key)
+        if hit is not None:
+            return self._finish(hit.replace(cached=True, latency_ms=(time.perf_counter() - started) * 1e3))
+
+        def compute() -> Verdict:
+            images_ready = [prepare_image(src, self.image_options) for src in conv.images]
+            plan = self._plan(conv, images_ready, pol, md)
+            results = self._execute(plan)
+            return self._combine(plan, results, started)
+
+        verdict = self._cache.sync_single_flight(key, compute)
+        if verdict.error is None:
+            self._cache.put(key, verdict)
+        return self._finish(verdict)
+
+    async def acheck(
+        self,
+        prompt: str | None = None,
+        response: str | None = None,
+        images: Iterable[Any] | Any | None = None,
+        *,
+        messages: Sequence[Mapping[str, Any]] | None = None,
+        conversation: Conversation | None = None,
+        policy: Policy | str | None = None,
+        mode: Mode | None = None,
+    ) -> Verdict:
+        """Async twin of :meth:`check`."""
+        conv = self._conversation(prompt, response, images, messages, conversation)
+        pol, md = self._resolve_policy(policy), self._mode(mode)
+        started = time.perf_counter()
+        key = self._key(conv, pol, md)
+        hit = self._cache.get(key)
+        if hit is not None:
+            return self._finish(hit.replace(cached=True, latency_ms=(time.perf_counter() - started) * 1e3))
+        inflight = self._transport.loop_state().inflight
+        shared = inflight.get(key)
+        if shared is not None:
+            self._cache.stats.shared += 1
+            try:
+                verdict: Verdict = await asyncio.shield(shared)
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise
+                # the leader was cancelled, not us: ask ourselves
+                return await self.acheck(conversation=conv, policy=pol, mode=md)
+            return self._finish(verdict.replace(latency_ms=(time.perf_counter() - started) * 1e3))
+        fut: asyncio.Future[Verdict] = asyncio.get_running_loop().create_future()
+        inflight[key] = fut
+        try:
+            if conv.images:
+                images_ready = list(
+                    await asyncio.gather(*(aprepare_image(src, self.image_options) for src in conv.images))
+                )
+            else:
+                images_ready = []
+            plan = self._plan(conv, images_ready, pol, md)
+            results = await self._aexecute(plan)
+            verdict = self._combine(plan, results, started)
+        except BaseException as exc:
+            if isinstance(exc, asyncio.CancelledError):
+                fut.cancel()
+            else:
+                fut.set_exception(exc)
+                fut.exception()  # mark retrieved: followers re-raise it themselves
+            raise
+        finally:
+            inflight.pop(key, None)
+        fut.set_result(verdict)
+        if verdict.error is None:
+            self._cache.put(key, verdict)
+        return self._finish(verdict)
+
+    def wrap(self, runnable: Any, **kwargs: Any) -> Any:
+        """A LangChain Runnable that checks ``runnable``'s input and output (``pip install ...[langchain]``)."""
+        from ..runnable import GuardedRunnable
+
+        return GuardedRunnable(guard=self, inner=runnable, **kwargs)
+
+    def stream_options(self) -> StreamOptions:
+        from .streaming import StreamOptions
+
+        return self._stream_options or StreamOptions()
+
+    def stats(self) -> dict[str, Any]:
+        """Counters for dashboards and tests: checks, unsafe, errors, fail-open, calls, cache, endpoints."""
+        return {
+            **self._counters,
+            "cache": self._cache.stats.as_dict(),
+            "endpoints": self._transport.pool.snapshot(),
+        }
+
+    def clear_cache(self) -> None:
+        self._cache.clear()
+
+    def close(self) -> None:
+        self._transport.close()
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
+
+    async def aclose(self) -> None:
+        await self._transport.aclose()
+        self.close()
+
+    def __enter__(self) -> NemoGuard:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> NemoGuard:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    # --- step 0: arguments ------------------------------------------------------------------------------------
+
+    def _conversation(
+        self,
+        prompt: str | None,
+        response: str | None,
+        images: Iterable[Any] | Any | None,
+        messages: Sequence[Mapping[str, Any]] | None,
+        conversation: Conversation | None,
+    ) -> Conversation:
+        given = sum(x is not None for x in (messages, conversation)) + (
+            1 if (prompt is not None or response is not None or images is not None) else 0
+        )
+        if given > 1:
+            raise InvalidInputError(
+                "pass either prompt/response/images, messages, or conversation - not several"
+            )
+        if conversation is not None:
+            return conversation
+        if messages is not None:
+            return Conversation.from_messages(messages)
+        return Conversation.of(prompt, response, images)
+
+    def _resolve_policy(self, policy: Policy | str | None) -> Policy:
+        if isinstance(policy, Policy):
+            return policy
+        if policy is None:
+            current = getattr(self, "policy", None)
+            if current is not None:
+                return current
+            return self.policies.default if self.policies is not None else Policy()
+        if self.policies is None:
+            raise ConfigurationError(
+                f"policy {policy!r} was named, but no policies were loaded (pass policies=...)"
+            )
+        return self.policies[policy]
+
+    def _mode(self, mode: Mode | None) -> Mode:
+        if mode is None:
+            return self.mode
+        if mode not in MODES:
+            raise ConfigurationError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+        return mode
+
+    def _key(self, conv: Conversation, policy: Policy, mode: Mode) -> str:
+        parts: list[str | bytes] = [
+            self.format.name,
+            self.model,
+            mode,
+            str(self.max_tokens),
+            str(self.constrain_output),
+            policy.fingerprint(),
+            conv.prompt,
+            "\x00" if conv.response is None else "\x01" + conv.response,
+        ]
+        if self.context_turns:
+            parts += [f"{t.role}:{t.text}" for t in conv.history[-self.context_turns :]]
+        parts += [_image_digest(src) for src in conv.images]
+        return cache_key(parts)
+
+    # --- step 1: plan -------------------------------------------------------------------------------------------
+
+    def _plan(self, conv: Conversation, images: Sequence[PreparedImage], policy: Policy, mode: Mode) -> _Plan:
+        prompt = conv.prompt if conv.prompt.strip() else (IMAGE_ONLY_PROMPT if images else "")
+        prompt_windows = split_windows(prompt, self.windows) if prompt else [""]
+        response_windows = split_windows(conv.response, self.windows) if conv.has_response else []
+        history = self._history(conv.history)
+        categories = mode != "fast" or policy.needs_categories
+        max_tokens = self.max_tokens or DEFAULT_MAX_TOKENS[mode]
+
+        # (prompt text, image, response) triples; every call carries user text.
+        triples: list[tuple[str, PreparedImage | None, str | None]] = []
+        first = prompt_windows[0]
+        if images:
+            triples += [(first, img, None) for img in images]
+        else:
+            triples.append((first, None, None))
+        triples += [(w, None, None) for w in prompt_windows[1:]]
+        if response_windows:
+            context = prompt_windows[-1] if prompt.strip() else "(no user message)"
+            if len(prompt_windows) == 1:
+                # the first call judges the prompt and the first response window together
+                t0 = triples[0]
+                triples[0] = (t0[0] if prompt.strip() else context, t0[1], response_windows[0])
+                rest = response_windows[1:]
+            else:
+                rest = response_windows
+            triples += [(context, None, r) for r in rest]
+        specs = []
+        for kwargs in policy.kwarg_variants(think=mode == "think"):
+            taxonomy = policy.taxonomy_view() if kwargs else BUILTIN_TAXONOMY
+            for text, image, resp in triples:
+                if not text.strip():
+                    text = "(no user message)"
+                specs.append(
+                    CallSpec(
+                        prompt=text,
+                        image=image,
+                        response=resp,
+                        history=history,
+                        mode=mode,
+                        categories=categories,
+                        policy_kwargs=kwargs,
+                        taxonomy=taxonomy,
+                        max_tokens=max_tokens,
+                        constrain_output=self.constrain_output,
+                    )
+                )
+        return _Plan(tuple(specs), policy, mode)
+
+    def _history(self, history: Sequence[Turn]) -> tuple[tuple[str, str], ...]:
+        """The last N earlier turns, reshaped to alternate from ``user`` and end on ``assistant``."""
+        if not self.context_turns or not history:
+            return ()
+        merged: list[list[str]] = []
+        for turn in history[-self.context_turns :]:
+            if merged and merged[-1][0] == turn.role:
+                merged[-1][1] += "\n" + turn.text
+            else:
+                merged.append([turn.role, turn.text])
+        while merged and merged[0][0] != "user":
+            merged.pop(0)
+        while merged and merged[-1][0] != "assistant":
+            merged.pop()
+        return tuple((r, t) for r, t in merged)
+
+    # --- step 2: execute ----------------------------------------------------------------------------------------
+
+    def _body(self, spec: CallSpec) -> bytes:
+        return json.dumps(
+            self.format.build(spec, self.model), ensure_ascii=False, separators=(",", ":")
+        ).encode()
+
+    def _call(self, spec: CallSpec) -> ParsedCall | GuardUnavailableError:
+        try:
+            completion = self._transport.post("chat/completions", self._body(spec))
+            return self.format.parse(completion, spec)
+        except GuardUnavailableError as exc:
+            return exc
+
+    async def _acall(self, spec: CallSpec) -> ParsedCall | GuardUnavailableError:
+        try:
+            completion = await self._transport.apost("chat/completions", self._body(spec))
+            return self.format.parse(completion, spec)
+        except GuardUnavailableError as exc:
+            return exc
+
+    def _execute(self, plan: _Plan) -> list[ParsedCall | GuardUnavailableError]:
+        self._counters["calls"] += len(plan.specs)
+        if len(plan.specs) == 1:
+            return [self._call(plan.specs[0])]
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=16, thread_name_prefix="nemoguard")
+        return list(self._executor.map(self._call, plan.specs))
+
+    async def _aexecute(self, plan: _Plan) -> list[ParsedCall | GuardUnavailableError]:
+        self._counters["calls"] += len(plan.specs)
+        if len(plan.specs) == 1:
+            return [await self._acall(plan.specs[0])]
+        return list(await asyncio.gather(*(self._acall(s) for s in plan.specs)))
+
+    # --- step 3: combine -----------------------------------------------------------------------------------------
+
+    def _combine(
+        self, plan: _Plan, results: Sequence[ParsedCall | GuardUnavailableError], started: float
+    ) -> Verdict:
+        policy = plan.policy
+        user_unsafe = response_unsafe = False
+        response_judged = False
+        categories: list[str] = []
+        suppressed: list[str] = []
+        traces: list[str] = []
+        raws: list[str] = []
+        errors: list[GuardUnavailableError] = []
+        for spec, res in zip(plan.specs, results, strict=True):
+            if isinstance(res, GuardUnavailableError):
+                errors.append(res)
+                continue
+            raws.append(res.raw)
+            if res.reasoning:
+                traces.append(res.reasoning)
+            call_unsafe_user = not res.user_safe
+            call_unsafe_resp = res.response_safe is False
+            if spec.response is not None:
+                response_judged = True
+            if (call_unsafe_user or call_unsafe_resp) and res.categories:
+                kept, dropped = policy.suppress(res.categories)
+                suppressed += dropped
+                if not kept:  # every reason the call gave is one the policy ignores
+                    call_unsafe_user = call_unsafe_resp = False
+                categories += kept
+            user_unsafe |= call_unsafe_user
+            response_unsafe |= call_unsafe_resp
+        latency = (time.perf_counter() - started) * 1e3
+        common = {
+            "policy": policy.name,
+            "model": self.model,
+            "mode": plan.mode,
+            "latency_ms": latency,
+            "calls": len(plan.specs),
+            "reasoning": "\n\n".join(dict.fromkeys(traces)) or None,
+            "suppressed_categories": tuple(dict.fromkeys(suppressed)),
+            "raw_output": "\n---\n".join(raws) or None,
+        }
+        cats = tuple(dict.fromkeys(categories))
+        if user_unsafe or response_unsafe:
+            # A known-unsafe answer stands even if another call failed: nothing unsafe passes for an outage.
+            return Verdict(
+                user_safe=not user_unsafe,
+                response_safe=(not response_unsafe) if response_judged else None,
+                categories=cats,
+                safe=False,
+                action=policy.action_for(cats),
+                **common,
+            )
+        if errors:
+            first = errors[0]
+            fail_open = self.on_error == "allow"
+            msg = str(first) if len(errors) == 1 else f"{first} (and {len(errors) - 1} more failed calls)"
+            return Verdict(
+                user_safe=None,
+                response_safe=None,
+                error=first.code,
+                error_message=msg,
+                safe=fail_open,
+                action=Action.ALLOW if fail_open else Action.BLOCK,
+                **common,
+            )
+        return Verdict(
+            user_safe=True,
+            response_safe=True if response_judged else None,
+            safe=True,
+            action=Action.ALLOW,
+            **common,
+        )
+
+    def _finish(self, verdict: Verdict) -> Verdict:
+        c = self._counters
+        c["checks"] += 1
+        if verdict.error is not None:
+            c["errors"] += 1
+            if verdict.safe:
+                c["fail_open"] += 1
+                logger.warning(
+                    "nemoguard: %s - failing open as configured (on_error='allow')", verdict.error_message
+                )
+            else:
+                logger.warning("nemoguard: %s - blocking (fail closed)", verdict.error_message)
+        elif not verdict.safe:
+            c["unsafe"] += 1
+        if self.on_verdict is not None:
+            try:
+                self.on_verdict(verdict)
+            except Exception:  # an audit sink must never break the guarded application
+                logger.exception("nemoguard: on_verdict callback failed")
+        return verdict
+
+
+def _policy_set(
+    policies: PolicySet | Mapping[str, Policy] | str | os.PathLike[str] | None,
+) -> PolicySet | None:
+    if policies is None or isinstance(policies, PolicySet):
+        return policies
+    if isinstance(policies, (str, os.PathLike)):
+        return PolicySet.load(Path(policies))
+    return PolicySet(policies)
+
+
+def _image_digest(src: Any) -> bytes:
+    """A cheap identity for an unprepared image source, for cache keys (no decoding)."""
+    h = hashlib.blake2b(digest_size=16)
+    if isinstance(src, (bytes, bytearray, memoryview)):
+        h.update(b"b")
+        h.update(src)
+    elif isinstance(src, str) and not src.startswith(("data:", "http://", "https://")):
+        st = _stat(src)
+        h.update(f"p{src}\x00{st}".encode())
+    elif isinstance(src, (str, os.PathLike)):
+        s = os.fspath(src)
+        h.update(f"s{s}\x00{_stat(s) if isinstance(src, os.PathLike) else ''}".encode())
+    else:  # a Pillow image
+        tobytes = getattr(src, "tobytes", None)
+        if tobytes is None:
+            raise InvalidInputError(f"unsupported image type {type(src).__name__}")
+        h.update(f"i{getattr(src, 'mode', '')}{getattr(src, 'size', '')}".encode())
+        h.update(tobytes())
+    return h.digest()
+
+
+def _stat(path: str) -> str:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return "missing"
+    return f"{st.st_size}:{st.st_mtime_ns}"
+
+
+__all__ = ["DEFAULT_MAX_TOKENS", "IMAGE_ONLY_PROMPT", "ErrorCode", "NemoGuard"]

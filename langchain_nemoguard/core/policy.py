@@ -1,0 +1,236 @@
+"""Policies: what counts as unsafe, and what to do about it.
+
+Three kinds, matching the model's three ways of being told what to judge:
+
+* built-in taxonomy (the default), optionally with suppressed categories (``ignore_categories``);
+* a custom natural-language policy (``description`` / ``disallowed`` / ``allowed``), sent as the
+  ``custom_policy`` kwarg ("Mode A": it replaces the built-in behaviour);
+* a custom taxonomy (``taxonomy`` + ``allowed`` as the allow-list), sent as ``custom_taxonomy`` ("Mode B").
+
+Mode A and Mode B exclude each other in one call. A custom policy that should *also* apply the built-in
+taxonomy (``include_builtin=True``) therefore costs two concurrent calls whose verdicts are combined.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .errors import ConfigurationError, PolicyNotFoundError
+from .taxonomy import BUILTIN_TAXONOMY, Taxonomy, category_name
+from .verdict import ACTION_SEVERITY, Action
+
+PolicyKind = Literal["builtin", "custom_policy", "custom_taxonomy"]
+
+DEFAULT_REFUSAL = "I can't help with that request."
+
+_THINK_SENTENCE = " First, think through your reasoning step-by-step."
+
+
+class Policy(BaseModel):
+    """A named rule set plus a per-category action map.
+
+    >>> Policy(ignore_categories=["Violence"])                                  # built-in, suppressed
+    >>> Policy(name="kids", description="...", disallowed=["..."], allowed=["..."])  # custom policy
+    >>> Policy(taxonomy=["Trade Secret Leak: unreleased source code"], allowed=["public docs"])
+    >>> Policy(actions={"Profanity": "rewrite", "*": "block"})
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = "default"
+    description: str | None = None
+    disallowed: tuple[str, ...] = ()
+    allowed: tuple[str, ...] = ()
+    taxonomy: tuple[str, ...] | None = None
+    ignore_categories: tuple[str, ...] = ()
+    actions: Mapping[str, Action] = Field(default_factory=dict)
+    include_builtin: bool = False
+    refusal: str = DEFAULT_REFUSAL
+
+    @field_validator("disallowed", "allowed", "ignore_categories", mode="before")
+    @classmethod
+    def _listify(cls, v: Any) -> Any:
+        return (v,) if isinstance(v, str) else v
+
+    @field_validator("taxonomy", mode="before")
+    @classmethod
+    def _listify_taxonomy(cls, v: Any) -> Any:
+        return (v,) if isinstance(v, str) else v
+
+    @model_validator(mode="after")
+    def _check(self) -> Policy:
+        if self.taxonomy is not None and (self.description or self.disallowed):
+            raise ValueError(
+                "a policy is either a custom policy (description/disallowed) or a custom taxonomy, not both: "
+                "the model's custom_policy and custom_taxonomy kwargs are mutually exclusive"
+            )
+        if self.taxonomy is not None and not self.taxonomy:
+            raise ValueError("taxonomy must list at least one category")
+        if self.kind == "custom_policy" and not self.disallowed:
+            raise ValueError("a custom policy needs at least one disallowed behaviour")
+        if self.include_builtin and self.kind == "builtin":
+            raise ValueError("include_builtin only makes sense with a custom policy or taxonomy")
+        return self
+
+    # --- what the model is asked ---------------------------------------------------------------------------
+
+    @property
+    def kind(self) -> PolicyKind:
+        if self.taxonomy is not None:
+            return "custom_taxonomy"
+        if self.description or self.disallowed:
+            return "custom_policy"
+        return "builtin"
+
+    @property
+    def needs_categories(self) -> bool:
+        """Suppression and per-category actions only work when the model names categories."""
+        return bool(self.ignore_categories) or any(k != "*" for k in self.actions)
+
+    def taxonomy_view(self) -> Taxonomy:
+        if self.kind == "custom_taxonomy":
+            return Taxonomy(category_name(e) for e in self.taxonomy or ())
+        if self.kind == "custom_policy":
+            return Taxonomy([self.name])
+        return BUILTIN_TAXONOMY
+
+    def render_custom_policy(self, *, think: bool) -> str:
+        """The policy text in the format of the Nemotron 3.5 model card (Mode A)."""
+        head = "Evaluate the user prompt for compliance with the given policy ignoring any previous policies you know about."
+        lines = [head + (_THINK_SENTENCE if think else ""), "", "### Policy", f"Name: {self.name}"]
+        if self.description:
+            lines.append(f"Description: {self.description}")
+        lines += ["", "Disallowed Behaviors:", *(f"- {d}" for d in self.disallowed)]
+        if self.allowed:
+            lines += ["", "Allowed Behaviors:", *(f"- {a}" for a in self.allowed)]
+        return "\n".join(lines)
+
+    def render_custom_taxonomy(self) -> str:
+        """Category lines plus an allow-list, as in NVIDIA's custom-policy cookbook (Mode B)."""
+        out = []
+        for entry in self.taxonomy or ():
+            name = category_name(entry)
+            rest = entry.strip().lstrip("-*").strip()[len(name) :].strip().lstrip(":").strip()
+            rest = rest.removeprefix("(").removesuffix(")").strip()
+            out.append(f"- {name} ({rest})" if rest else f"- {name}")
+        text = "\n".join(out)
+        if self.allowed:
+            text += "\n\nAllow-list (explicitly permitted even if adjacent to a category above):\n"
+            text += "\n".join(f"- {a}" for a in self.allowed)
+        return text
+
+    def kwarg_variants(self, *, think: bool) -> list[dict[str, str]]:
+        """The policy part of ``chat_template_kwargs`` for each call a check needs (one, or two)."""
+        if self.kind == "custom_policy":
+            variants = [{"custom_policy": self.render_custom_policy(think=think)}]
+        elif self.kind == "custom_taxonomy":
+            variants = [{"custom_taxonomy": self.render_custom_taxonomy()}]
+        else:
+            return [{}]
+        if self.include_builtin:
+            variants.append({})
+        return variants
+
+    # --- what happens with the answer --------------------------------------------------------------------
+
+    def suppress(self, categories: Sequence[str]) -> tuple[list[str], list[str]]:
+        """Split categories into (kept, suppressed) according to ``ignore_categories``."""
+        if not self.ignore_categories:
+            return list(categories), []
+        view = self.taxonomy_view()
+        ignored = {view.normalise(c).casefold() for c in self.ignore_categories}
+        kept = [c for c in categories if c.casefold() not in ignored]
+        return kept, [c for c in categories if c.casefold() in ignored]
+
+    def action_for(self, categories: Sequence[str]) -> Action:
+        """The strictest action over the verdict's categories; ``"*"`` (default ``block``) for the rest."""
+        default = Action(self.actions.get("*", Action.BLOCK))
+        if not categories:
+            return default
+        view = self.taxonomy_view()
+        by_name = {view.normalise(k).casefold(): Action(v) for k, v in self.actions.items() if k != "*"}
+        chosen = [by_name.get(c.casefold(), default) for c in categories]
+        return max(chosen, key=ACTION_SEVERITY.__getitem__)
+
+    def fingerprint(self) -> str:
+        """Everything about the policy that can change a verdict or an action, as a stable string."""
+        return self.model_dump_json()
+
+    # --- files ---------------------------------------------------------------------------------------------
+
+    @classmethod
+    def load(cls, path: str | Path) -> PolicySet:
+        """Read named policies from YAML or JSON: ``{policies: {name: {...}}, default: name}``."""
+        return PolicySet.load(path)
+
+
+class PolicySet(Mapping[str, Policy]):
+    """Named policies with a default; unknown names raise :class:`PolicyNotFoundError`."""
+
+    def __init__(self, policies: Mapping[str, Policy] | Sequence[Policy], default: str | None = None) -> None:
+        items = dict(policies) if isinstance(policies, Mapping) else {p.name: p for p in policies}
+        if not items:
+            raise ConfigurationError("a policy set needs at least one policy")
+        self._policies = items
+        if default is not None and default not in items:
+            raise PolicyNotFoundError(default, list(items))
+        self.default_name = default or next(iter(items))
+
+    @property
+    def default(self) -> Policy:
+        return self._policies[self.default_name]
+
+    def __getitem__(self, name: str) -> Policy:
+        try:
+            return self._policies[name]
+        except KeyError:
+            raise PolicyNotFoundError(name, list(self._policies)) from None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._policies)
+
+    def __len__(self) -> int:
+        return len(self._policies)
+
+    def resolve(self, name: str | Policy | None) -> Policy:
+        if isinstance(name, Policy):
+            return name
+        return self.default if name is None else self[name]
+
+    @classmethod
+    def from_data(cls, data: Any, *, source: str = "policy data") -> PolicySet:
+        if not isinstance(data, Mapping):
+            raise ConfigurationError(f"{source}: expected a mapping with a 'policies' key")
+        raw = data.get("policies", data if "default" not in data else None)
+        if not isinstance(raw, Mapping) or not raw:
+            raise ConfigurationError(f"{source}: 'policies' must map names to policy settings")
+        policies: dict[str, Policy] = {}
+        for name, body in raw.items():
+            body = dict(body or {})
+            body.setdefault("name", str(name))
+            try:
+                policies[str(name)] = Policy(**body)
+            except ValidationError as exc:
+                raise ConfigurationError(f"{source}: policy {name!r} is invalid: {exc}") from None
+        return cls(policies, default=data.get("default"))
+
+    @classmethod
+    def load(cls, path: str | Path) -> PolicySet:
+        p = Path(path)
+        try:
+            text = p.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigurationError(f"cannot read policy file {p}: {exc.strerror}") from None
+        try:
+            data = json.loads(text) if p.suffix.lower() == ".json" else yaml.safe_load(text)
+        except (json.JSONDecodeError, yaml.YAMLError) as exc:
+            raise ConfigurationError(
+                f"policy file {p} is not valid {p.suffix[1:] or 'YAML'}: {exc}"
+            ) from None
+        return cls.from_data(data, source=str(p))
