@@ -212,6 +212,11 @@ class Transport:
             weakref.WeakKeyDictionary()
         )
         self._client_lock = threading.Lock()
+        self._backoff = wait_exponential_jitter(
+            multiplier=self.retry.backoff_initial,
+            max=self.retry.backoff_max,
+            jitter=self.retry.backoff_initial,
+        )
 
     def __repr__(self) -> str:  # never shows the Authorization header
         urls = ", ".join(e.base_url for e in self.pool.endpoints)
@@ -225,7 +230,7 @@ class Transport:
             return min(exc.retry_after, self.retry.max_retry_after)
         if self.pool.has_healthy_other(None) and len(self.pool.endpoints) > 1:
             return 0.0
-        return wait_exponential_jitter(initial=self.retry.backoff_initial, max=self.retry.backoff_max)(state)
+        return self._backoff(state)
 
     def _retry_kwargs(self) -> dict[str, Any]:
         attempts = self.retry.max_retries + 1 + (len(self.pool.endpoints) - 1)

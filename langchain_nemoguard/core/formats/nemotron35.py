@@ -120,6 +120,11 @@ def parse_verdict_text(
     low = text.lower()
     if "<think>" in low:
         raise VerdictParseError("unterminated <think> block", raw, truncated=True)
+    # 2. Duplicates anywhere outside closed trace blocks are an error, whichever field is being read (as in
+    #    NeMo Guardrails; an orphan trace before a lone </think> counts as outside).
+    for name, pattern in _FIELD_ANYWHERE.items():
+        if len(pattern.findall(text)) > 1:
+            raise VerdictParseError(f"duplicate {name.title()} Safety field", raw)
     if "</think>" in low:
         # The template may open the trace in the prompt, so the output can start inside it.
         if low.count("</think>") > 1:
@@ -127,11 +132,6 @@ def parse_verdict_text(
         cut = low.index("</think>")
         traces.append(text[:cut].strip())
         text = text[cut + len("</think>") :]
-
-    # 2. Duplicates anywhere in the verdict part are an error, whichever field is being read.
-    for name, pattern in _FIELD_ANYWHERE.items():
-        if len(pattern.findall(text)) > 1:
-            raise VerdictParseError(f"duplicate {name.title()} Safety field", raw)
 
     # 3. Every non-empty line must be one of the three fields, each at most once.
     fields: dict[str, str] = {}
