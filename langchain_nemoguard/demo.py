@@ -77,13 +77,13 @@ def scenarios() -> list[Scenario]:
 
 
 @contextlib.contextmanager
-def _endpoint(args: argparse.Namespace) -> Iterator[str | None]:
-    """Yields the base URL to use: the configured one (None = from env/provider) or an in-process simulator."""
+def _endpoint(args: argparse.Namespace) -> Iterator[tuple[str | None, bool]]:
+    """Yields (base URL, simulated): the configured URL (None = from env/provider), or an in-process simulator."""
     configured = (
         bool(getattr(args, "base_url", None) or getattr(args, "provider", None)) or endpoint_configured()
     )
     if configured and not getattr(args, "simulator", False):
-        yield args.base_url
+        yield args.base_url, False
         return
     from .simulator import SimulatorServer
 
@@ -101,7 +101,7 @@ def _endpoint(args: argparse.Namespace) -> Iterator[str | None]:
     print("!! the real Nemotron 3.5 Content Safety model.", file=sys.stderr)
     print(bar, file=sys.stderr)
     with SimulatorServer() as sim:
-        yield sim.base_url
+        yield sim.base_url, True
 
 
 def _row(i: int, sc: Scenario, v: Verdict) -> list[str]:
@@ -142,7 +142,7 @@ def _table(rows: list[list[str]], headers: list[str]) -> str:
 def run_demo(args: argparse.Namespace) -> int:
     from .cli import guard_from_args
 
-    with _endpoint(args) as base_url:
+    with _endpoint(args) as (base_url, _simulated):
         args.base_url = base_url
         guard = guard_from_args(args)
         print(f"guard: {guard!r}\n")
