@@ -49,7 +49,7 @@ def load_dataset(path: str | Path) -> list[Example]:
     p = Path(path)
     if not p.exists():
         raise InvalidInputError(f"data set not found: {p}")
-    raw = gzip.open(p, "rb").read() if p.suffix == ".gz" else p.read_bytes()
+    raw = gzip.decompress(p.read_bytes()) if p.suffix == ".gz" else p.read_bytes()
     text = raw.decode("utf-8")
     name = p.name.removesuffix(".gz")
     out: list[Example] = []
