@@ -1,0 +1,263 @@
+"""Translate LangChain inputs and outputs into the core's :class:`Conversation` and plain text.
+
+Everything the LangChain adapters judge goes through here, so that a chain and an agent read a message the
+same way:
+
+* user text comes from ``content_blocks`` text blocks (list content and plain strings alike);
+* images come from ``content_blocks`` image blocks - ``url`` or ``base64`` + ``mime_type`` - which also cover
+  the OpenAI ``image_url`` dict form and data URIs, and from the ``image_url`` *string* form that
+  ``content_blocks`` leaves as ``non_standard``;
+* an assistant message is judged by its text plus its tool-call arguments (a tool-calling turn's text is
+  often empty; the arguments are where the content is).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from langchain_core.messages import (
+    AIMessage,
+    AIMessageChunk,
+    BaseMessage,
+    HumanMessage,
+    ToolMessage,
+    convert_to_messages,
+)
+from langchain_core.prompt_values import PromptValue
+
+from .core.conversation import Conversation, Turn
+from .core.errors import InvalidInputError
+
+# Keys tried, in order, when a chain's input is a dict without ``messages``.
+INPUT_KEYS: tuple[str, ...] = ("input", "question", "query", "prompt", "text", "content")
+OUTPUT_KEYS: tuple[str, ...] = ("output", "answer", "text", "content", "result")
+
+
+# --- messages ------------------------------------------------------------------------------------------------
+
+
+def message_images(message: BaseMessage) -> tuple[str, ...]:
+    """Image sources (http(s) or data URLs) in a message, in order."""
+    images: list[str] = []
+    for block in _blocks(message):
+        kind = block.get("type")
+        if kind == "image":
+            images.append(_image_source(block))
+        elif kind == "non_standard":
+            value = block.get("value")
+            if isinstance(value, Mapping) and value.get("type") in ("image_url", "input_image"):
+                ref = value.get("image_url")
+                url = ref.get("url") if isinstance(ref, Mapping) else ref
+                if not isinstance(url, str) or not url:
+                    raise InvalidInputError("an image_url content part has no url")
+                images.append(url)
+    return tuple(images)
+
+
+def message_text(message: BaseMessage) -> str:
+    """The text a reader sees: ``text`` blocks and plain strings (not reasoning, images or tool calls)."""
+    if isinstance(message.content, str):
+        return message.content
+    parts: list[str] = []
+    for block in _blocks(message):
+        kind = block.get("type")
+        if kind in ("text", "text-plain") and isinstance(block.get("text"), str):
+            parts.append(block["text"])
+    return "\n".join(p for p in parts if p)
+
+
+def tool_calls_text(message: BaseMessage) -> str:
+    """Tool calls as ``name(args-json)`` lines; streamed chunks use their partial argument strings."""
+    lines: list[str] = []
+    if isinstance(message, AIMessageChunk) and message.tool_call_chunks:
+        # partial pieces, concatenated as they come, so a window reads ``name: {"arg": ...}`` whole
+        return "".join(
+            (f"{c.get('name')}: " if c.get("name") else "") + (c.get("args") or "")
+            for c in message.tool_call_chunks
+        )
+    if isinstance(message, AIMessage):
+        for call in message.tool_calls:
+            args = json.dumps(call.get("args") or {}, ensure_ascii=False, sort_keys=True)
+            lines.append(f"{call.get('name', '')}({args})")
+        for bad in message.invalid_tool_calls:
+            lines.append(f"{bad.get('name') or ''}({bad.get('args') or ''})")
+    return "\n".join(lines)
+
+
+def assistant_text(message: BaseMessage) -> str:
+    """What an output check judges for one assistant message: its text, then its tool-call arguments."""
+    return "\n".join(t for t in (message_text(message), tool_calls_text(message)) if t)
+
+
+def chunk_text(chunk: Any) -> str:
+    """The judged text of one streamed output chunk (a message chunk, a string, or a dict chunk)."""
+    if isinstance(chunk, BaseMessage):
+        return assistant_text(chunk)
+    if isinstance(chunk, str):
+        return chunk
+    if isinstance(chunk, Mapping):
+        return output_text(chunk)
+    return ""
+
+
+def latest_user_turn(messages: Sequence[BaseMessage]) -> int | None:
+    """Index of the last human message that no assistant message has answered yet, or None."""
+    for i in range(len(messages) - 1, -1, -1):
+        msg = messages[i]
+        if isinstance(msg, AIMessage):
+            return None
+        if isinstance(msg, HumanMessage):
+            return i
+    return None
+
+
+def last_user_text(messages: Sequence[BaseMessage]) -> str:
+    """The text of the last human message anywhere in the list (context for output checks)."""
+    for msg in reversed(messages):
+        if isinstance(msg, HumanMessage):
+            return message_text(msg)
+    return ""
+
+
+def conversation_from_messages(messages: Sequence[BaseMessage]) -> Conversation:
+    """The latest human turn (text and images) as the judged prompt; earlier turns become history.
+
+    System and tool messages are not user input: tool results are judged on their own (middleware).
+    """
+    last = max((i for i, m in enumerate(messages) if isinstance(m, HumanMessage)), default=None)
+    if last is None:
+        raise InvalidInputError("the messages hold no human message to check")
+    user = messages[last]
+    history: list[Turn] = []
+    for msg in messages[:last]:
+        if isinstance(msg, HumanMessage):
+            text = message_text(msg)
+            if text:
+                history.append(Turn("user", text))
+        elif isinstance(msg, AIMessage):
+            text = message_text(msg)
+            if text:
+                history.append(Turn("assistant", text))
+    return Conversation(prompt=message_text(user), images=message_images(user), history=tuple(history))
+
+
+# --- chain inputs and outputs --------------------------------------------------------------------------------
+
+
+def to_messages(value: Any) -> list[BaseMessage] | None:
+    """Messages in a chain input, or None when the input is not message-shaped."""
+    if isinstance(value, PromptValue):
+        return value.to_messages()
+    if isinstance(value, BaseMessage):
+        return [value]
+    if isinstance(value, Sequence) and not isinstance(value, (str, bytes)) and value:
+        try:
+            return convert_to_messages(value)  # messages, (role, text) tuples, OpenAI dicts, strings
+        except (ValueError, TypeError, NotImplementedError) as exc:
+            raise InvalidInputError(f"cannot read the input as messages: {exc}") from None
+    return None
+
+
+def conversation_from_input(value: Any, *, input_key: str | None = None) -> Conversation:
+    """Read the judged user turn from whatever a runnable takes.
+
+    A string; a ``PromptValue``; a message or a list of messages / tuples / OpenAI dicts; a dict with
+    ``messages``, with ``input_key``, with one of :data:`INPUT_KEYS`, or else with string values (all of them
+    are judged, joined, so that nothing a prompt template may render goes unchecked).
+    """
+    if isinstance(value, str):
+        return Conversation(prompt=value)
+    if isinstance(value, Mapping):
+        if input_key is not None:
+            if input_key not in value:
+                raise InvalidInputError(f"the input has no key {input_key!r}")
+            return conversation_from_input(value[input_key])
+        if "messages" in value:
+            return conversation_from_input(value["messages"])
+        for key in INPUT_KEYS:
+            if key in value and value[key] is not None:
+                return conversation_from_input(value[key])
+        texts = [v for v in value.values() if isinstance(v, str) and v.strip()]
+        if not texts:
+            raise InvalidInputError(
+                f"cannot find the user input in a dict with keys {sorted(map(str, value))}; pass input_key="
+            )
+        return Conversation(prompt="\n".join(texts))
+    messages = to_messages(value)
+    if messages is None:
+        raise InvalidInputError(f"cannot read a user turn from a {type(value).__name__}")
+    return conversation_from_messages(messages)
+
+
+def output_text(value: Any) -> str:
+    """The judged text of a runnable's output (the last assistant message for message lists)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, BaseMessage):
+        return assistant_text(value)
+    if isinstance(value, Mapping):
+        if "messages" in value:
+            return output_text(value["messages"])
+        for key in OUTPUT_KEYS:
+            if key in value:
+                return output_text(value[key])
+        return "\n".join(t for v in value.values() if (t := output_text(v)))
+    if isinstance(value, Sequence) and not isinstance(value, (bytes, bytearray)):
+        for item in reversed(value):
+            if isinstance(item, AIMessage):
+                return assistant_text(item)
+        return ""
+    return ""
+
+
+def tool_result_text(message: ToolMessage) -> str:
+    """A tool result's text (string content or text blocks)."""
+    if isinstance(message.content, str):
+        return message.content
+    return message_text(message)
+
+
+# --- helpers -------------------------------------------------------------------------------------------------
+
+
+def _blocks(message: BaseMessage) -> list[Mapping[str, Any]]:
+    if isinstance(message.content, str):
+        return [{"type": "text", "text": message.content}] if message.content else []
+    try:
+        blocks = message.content_blocks
+    except (ValueError, TypeError, KeyError) as exc:
+        raise InvalidInputError(f"cannot read the message content: {exc}") from None
+    return [b for b in blocks if isinstance(b, Mapping)]
+
+
+def _image_source(block: Mapping[str, Any]) -> str:
+    if block.get("url"):
+        return str(block["url"])
+    if block.get("base64"):
+        mime = block.get("mime_type") or "image/png"
+        return f"data:{mime};base64,{block['base64']}"
+    if block.get("file_id"):
+        raise InvalidInputError(
+            "an image given by provider file_id cannot be checked; send it as a URL or base64 data"
+        )
+    raise InvalidInputError("an image block has neither url nor base64 data")
+
+
+__all__ = [
+    "INPUT_KEYS",
+    "OUTPUT_KEYS",
+    "assistant_text",
+    "chunk_text",
+    "conversation_from_input",
+    "conversation_from_messages",
+    "last_user_text",
+    "latest_user_turn",
+    "message_images",
+    "message_text",
+    "output_text",
+    "to_messages",
+    "tool_calls_text",
+    "tool_result_text",
+]
