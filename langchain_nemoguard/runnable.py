@@ -43,7 +43,6 @@ from langchain_core.runnables.config import (
     ensure_config,
     get_async_callback_manager_for_config,
     get_callback_manager_for_config,
-    patch_config,
 )
 from langchain_core.runnables.utils import ConfigurableFieldSpec
 from langchain_core.tracers.base import AsyncBaseTracer, BaseTracer
@@ -179,11 +178,11 @@ class GuardedRunnable(RunnableSerializable[Any, Any]):
     # --- Runnable surface ------------------------------------------------------------------------------------
 
     @property
-    def InputType(self) -> Any:  # noqa: N802 - LangChain's name
+    def InputType(self) -> Any:
         return self.inner.InputType
 
     @property
-    def OutputType(self) -> Any:  # noqa: N802 - LangChain's name
+    def OutputType(self) -> Any:
         return self.inner.OutputType
 
     @property
@@ -505,8 +504,7 @@ class GuardedRunnable(RunnableSerializable[Any, Any]):
         rm = self._start(check, config)
         error: BaseException | None = None
         try:
-            for item in _flush_verdicts(sg, check, items, lambda v: self._report(check, v, rm)):
-                yield item
+            yield from _flush_verdicts(sg, check, items, lambda v: self._report(check, v, rm))
         except BaseException as exc:
             error = exc
             raise
