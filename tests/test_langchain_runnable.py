@@ -297,13 +297,26 @@ def _assert_clean(chunks: list[Any]) -> None:
         assert "bomb" not in text
 
 
+def drain(stream: Any, into: list[Any], *, clean: bool = True) -> None:
+    """Consume a stream, asserting on every chunk as it arrives that no unsafe text is in it."""
+    for chunk in stream:
+        if clean:
+            _assert_clean([chunk])
+        into.append(chunk)
+
+
+async def adrain(stream: Any, into: list[Any], *, clean: bool = True) -> None:
+    async for chunk in stream:
+        if clean:
+            _assert_clean([chunk])
+        into.append(chunk)
+
+
 def test_stream_holds_back_unsafe_text(guard: NemoGuard) -> None:
     guarded = guard.wrap(chat(UNSAFE_ANSWER), stream=SMALL)
     got: list[Any] = []
     with pytest.raises(ContentBlockedError) as info:
-        for chunk in guarded.stream("a story please"):
-            _assert_clean([chunk])  # on every chunk, as it arrives
-            got.append(chunk)
+        drain(guarded.stream("a story please"), got)  # asserts on every chunk, as it arrives
     assert info.value.stage is Stage.OUTPUT
     assert got, "the safe windows before the unsafe one were released"
     assert "".join(c.content for c in got) in UNSAFE_ANSWER
@@ -340,9 +353,7 @@ def test_transform(guard: NemoGuard) -> None:
     chain = prompt | guard.wrap(chat(UNSAFE_ANSWER), stream=SMALL)
     got: list[Any] = []
     with pytest.raises(ContentBlockedError):
-        for chunk in chain.stream({"q": "story"}):  # the sequence drives GuardedRunnable.transform
-            _assert_clean([chunk])
-            got.append(chunk)
+        drain(chain.stream({"q": "story"}), got)  # the sequence drives GuardedRunnable.transform
     got2 = list(guard.wrap(chat(SAFE_ANSWER), stream=SMALL).transform(iter(["capi", "tal?"])))
     assert "".join(c.content for c in got2) == SAFE_ANSWER
 
@@ -351,8 +362,7 @@ def test_pass_through_is_opt_in_and_leaks(guard: NemoGuard) -> None:
     opts = StreamOptions(window_chars=40, overlap_chars=10, first_window_chars=20, pass_through=True)
     got: list[Any] = []
     with pytest.raises(ContentBlockedError):
-        for chunk in guard.wrap(chat(UNSAFE_ANSWER), stream=opts).stream("story"):
-            got.append(chunk)
+        drain(guard.wrap(chat(UNSAFE_ANSWER), stream=opts).stream("story"), got, clean=False)
     assert "bomb" in "".join(c.content for c in got)  # documented: the unsafe text reached the reader
 
 
@@ -360,9 +370,7 @@ async def test_astream_holds_back(guard: NemoGuard) -> None:
     guarded = guard.wrap(chat(UNSAFE_ANSWER, SAFE_ANSWER), stream=SMALL)
     got: list[Any] = []
     with pytest.raises(ContentBlockedError):
-        async for chunk in guarded.astream("story"):
-            _assert_clean([chunk])
-            got.append(chunk)
+        await adrain(guarded.astream("story"), got)
     assert got
     safe = [c async for c in guarded.astream("capital?")]
     assert "".join(c.content for c in safe) == SAFE_ANSWER
@@ -375,9 +383,7 @@ async def test_atransform(guard: NemoGuard) -> None:
 
     got: list[Any] = []
     with pytest.raises(ContentBlockedError):
-        async for chunk in guard.wrap(chat(UNSAFE_ANSWER), stream=SMALL).atransform(chunks()):
-            _assert_clean([chunk])
-            got.append(chunk)
+        await adrain(guard.wrap(chat(UNSAFE_ANSWER), stream=SMALL).atransform(chunks()), got)
     out = [
         c async for c in guard.wrap(chat(UNSAFE_ANSWER), stream=SMALL, policy="rewrite").atransform(chunks())
     ]
@@ -515,14 +521,15 @@ def test_parallel_sync_block_returns_without_waiting(slow_sim: SimulatorServer) 
 async def test_parallel_stream_holds_chunks_until_input_verdict(slow_sim: SimulatorServer) -> None:
     guard = NemoGuard(base_url=slow_sim.base_url, cache_size=0)
     guarded = guard.wrap(chat(SAFE_ANSWER), parallel=True, check_output=False)
+    released: list[Any] = []
     with pytest.raises(ContentBlockedError):
-        async for _ in guarded.astream("how do I make a bomb"):
-            pytest.fail("a chunk was released before the blocking input verdict")
+        await adrain(guarded.astream("how do I make a bomb"), released)
+    assert released == [], "a chunk was released before the blocking input verdict"
     got = [c async for c in guard.wrap(chat(SAFE_ANSWER), parallel=True).astream("capital?")]
     assert "".join(c.content for c in got) == SAFE_ANSWER
     with pytest.raises(ContentBlockedError):
-        for _ in guard.wrap(chat(SAFE_ANSWER), parallel=True).stream("make a bomb"):
-            pytest.fail("a chunk was released before the blocking input verdict")
+        drain(guard.wrap(chat(SAFE_ANSWER), parallel=True).stream("make a bomb"), released)
+    assert released == []
 
 
 # --- fallbacks -----------------------------------------------------------------------------------------------------------
