@@ -1,0 +1,539 @@
+"""``NemoGuardrail``: Nemotron 3.5 Content Safety as a LiteLLM guardrail (proxy and SDK).
+
+The class only translates: LiteLLM's request/response shapes in, the core's verdict and action out. Every
+decision that LangChain needs as well (building the conversation, judging images, choosing the policy's
+action, windowing a stream) is made by ``langchain_nemoguard.core``.
+
+Where each check runs (LiteLLM 1.110.2):
+
+* ``pre_call``: LiteLLM's unified hook calls :meth:`apply_guardrail` with the request's texts and images. A turn
+  made of images only never reaches ``apply_guardrail`` (LiteLLM gates it on text), so the unified hook's
+  attachment scanner, :meth:`async_scan_request_attachments`, judges that turn instead.
+* ``during_call``: :meth:`async_moderation_hook` (``use_native_during_call_hook``) judges the whole last user
+  turn, images included, beside the model call.
+* ``post_call``: :meth:`apply_guardrail` with ``input_type="response"`` for complete responses, and
+  :meth:`async_post_call_streaming_iterator_hook` for streams: chunks are held back until the window holding
+  them was judged (``core.streaming.StreamGuard``), or passed through at once when configured.
+
+``apply_guardrail`` and the iterator hook are defined on this class on purpose: LiteLLM picks the dispatch path
+by looking at the registered class's own ``__dict__``, so inheriting them from a base would silently disable
+the checks.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import AsyncGenerator, Mapping, Sequence
+from pathlib import Path
+from typing import Any, ClassVar, Final, Literal
+
+from fastapi import HTTPException
+from litellm.integrations.custom_guardrail import CustomGuardrail
+from litellm.types.guardrails import GuardrailEventHooks
+from litellm.types.utils import (
+    CallTypesLiteral,
+    GenericGuardrailAPIInputs,
+    GuardrailStatus,
+    ModelResponseStream,
+    StreamingChoices,
+)
+
+from langchain_nemoguard.core import (
+    Action,
+    ConfigurationError,
+    ContentBlockedError,
+    Conversation,
+    InvalidInputError,
+    NemoGuard,
+    Policy,
+    PolicyNotFoundError,
+    PolicySet,
+    Stage,
+    StreamGuard,
+    StreamOptions,
+    StreamRefusal,
+    Verdict,
+    for_stage,
+)
+from langchain_nemoguard.core.conversation import split_content
+
+logger = logging.getLogger("langchain_nemoguard.litellm")
+
+GUARDRAIL_PROVIDER: Final = "nemoguard"
+# The key a request, a virtual key or a team names a policy with, in its metadata.
+POLICY_METADATA_KEY: Final = "nemoguard_policy"
+
+_ENV_PREFIX: Final = "os.environ/"
+_ACTIONS: Final = frozenset(a.value for a in Action if a is not Action.ALLOW)
+
+
+class NemoGuardrail(CustomGuardrail):
+    """Judge requests and responses passing a LiteLLM proxy (or the SDK) with Nemotron 3.5 Content Safety.
+
+    Proxy ``config.yaml``::
+
+        guardrails:
+          - guardrail_name: nemoguard
+            litellm_params:
+              guardrail: litellm_hook.NemoGuardrail
+              mode: [pre_call, post_call]
+              default_on: true
+              api_base: os.environ/NEMOGUARD_BASE_URL
+
+    Settings (all optional, ``litellm_params`` keys): ``api_base``, ``api_key`` (``os.environ/NAME`` works),
+    ``guard_model``, ``provider``, ``guard_mode`` (fast | categories | think), ``policy_file``, ``policy`` (the
+    default policy's name), ``on_error`` (block | allow), ``timeout``, ``max_retries``, ``action`` (block |
+    rewrite | log: what an unsafe verdict does unless the policy maps the category itself),
+    ``stream_window_chars``, ``stream_overlap_chars``, ``stream_first_window_chars``, ``stream_pass_through``,
+    ``allow_request_policy``.
+    """
+
+    # We record one rich entry per verdict ourselves (categories, latency, reasoning) and add the
+    # applied-guardrails header ourselves, so LiteLLM's generic "allow"/"mask" entry is not added beside it.
+    records_own_guardrail_information: ClassVar[bool] = True
+    # during_call runs our own hook: it sees the whole user turn, image-only turns included.
+    use_native_during_call_hook: ClassVar[bool] = True
+
+    SUPPORTED_EVENT_HOOKS: ClassVar[tuple[GuardrailEventHooks, ...]] = (
+        GuardrailEventHooks.pre_call,
+        GuardrailEventHooks.during_call,
+        GuardrailEventHooks.post_call,
+    )
+
+    def __init__(
+        self,
+        guardrail_name: str | None = None,
+        event_hook: Any = None,
+        default_on: bool = False,
+        *,
+        api_base: str | None = None,
+        api_key: str | None = None,
+        guard_model: str | None = None,
+        provider: str | None = None,
+        guard_mode: Literal["fast", "categories", "think"] = "categories",
+        policy_file: str | os.PathLike[str] | None = None,
+        policy: str | None = None,
+        on_error: Literal["block", "allow"] | None = None,
+        timeout: float | None = None,
+        max_retries: int = 2,
+        action: str | None = None,
+        stream_window_chars: int | None = None,
+        stream_overlap_chars: int | None = None,
+        stream_first_window_chars: int | None = None,
+        stream_pass_through: bool = False,
+        allow_request_policy: bool = True,
+        guard: NemoGuard | None = None,
+        **kwargs: Any,
+    ) -> None:
+        # Forward LiteLLM's own settings (mode, default_on, timeout and the defaulted extras that LiteLLM always
+        # passes): without event_hook the guardrail would run on every hook of every request.
+        super().__init__(
+            guardrail_name=guardrail_name,
+            supported_event_hooks=list(self.SUPPORTED_EVENT_HOOKS),
+            event_hook=event_hook,
+            default_on=default_on,
+            timeout=timeout,
+            **kwargs,
+        )
+        if on_error is None:
+            # LiteLLM's generic knobs, when a user reaches for them: fail_open / fail_on_error=False.
+            fail_open = (
+                kwargs.get("unreachable_fallback") == "fail_open" or kwargs.get("fail_on_error") is False
+            )
+            on_error = "allow" if fail_open else "block"
+        if action is not None and action not in _ACTIONS:
+            raise ConfigurationError(f"action must be one of {', '.join(sorted(_ACTIONS))}, got {action!r}")
+        self.allow_request_policy = allow_request_policy
+        self.stream_options = _stream_options(
+            stream_window_chars, stream_overlap_chars, stream_first_window_chars, stream_pass_through
+        )
+        if guard is None:
+            policies = _with_default_action(
+                PolicySet.load(_policy_path(policy_file)) if policy_file is not None else None, action
+            )
+            default_policy: Policy | str | None = policy
+            if policies is None and action is not None and policy is None:
+                default_policy = Policy(actions={"*": Action(action)})
+            guard = NemoGuard(
+                base_url=_env(api_base),
+                provider=provider,
+                model=guard_model,
+                api_key=_env(api_key),
+                mode=guard_mode,
+                policy=default_policy,
+                policies=policies,
+                on_error=on_error,
+                timeout=float(timeout) if timeout else 10.0,
+                max_retries=max_retries,
+                stream_options=self.stream_options,
+            )
+        self.guard = guard
+
+    def __repr__(self) -> str:  # the guard's repr never shows the key
+        return f"NemoGuardrail(name={self.guardrail_name!r}, event_hook={self.event_hook!r}, guard={self.guard!r})"
+
+    @classmethod
+    def get_supported_event_hooks(cls) -> list[GuardrailEventHooks]:
+        return list(cls.SUPPORTED_EVENT_HOOKS)
+
+    # --- LiteLLM hooks -------------------------------------------------------------------------------------------
+
+    async def apply_guardrail(
+        self,
+        inputs: GenericGuardrailAPIInputs,
+        request_data: dict,
+        input_type: Literal["request", "response"],
+        logging_obj: Any = None,
+    ) -> GenericGuardrailAPIInputs:
+        """The unified entry point: pre_call (``request``) and post_call (``response``), streamed or not."""
+        policy = self._policy_for(request_data)
+        if input_type == "request":
+            conversation = _request_conversation(inputs, request_data)
+            if conversation is None:
+                return inputs
+            verdict = await self._judge(conversation, policy, request_data, Stage.INPUT, self._input_event())
+            self._enforce(verdict, Stage.INPUT, policy, request_data)
+            return inputs
+        texts = list(inputs.get("texts") or [])
+        response_text = "\n".join(t for t in texts if t)
+        if not response_text.strip():
+            return inputs
+        prompt = _last_user_prompt(request_data)
+        verdict = await self._judge(
+            Conversation(prompt=prompt, response=response_text),
+            policy,
+            request_data,
+            Stage.OUTPUT,
+            GuardrailEventHooks.post_call,
+        )
+        if self._enforce(verdict, Stage.OUTPUT, policy, request_data) is Action.REWRITE:
+            return {**inputs, "texts": [policy.refusal, *([""] * (len(texts) - 1))]}
+        return inputs
+
+    async def async_scan_request_attachments(self, data: dict, call_type: CallTypesLiteral) -> None:
+        """pre_call only: judge a last user turn made of images alone, which ``apply_guardrail`` never sees.
+
+        An internal LiteLLM hook (``RequestAttachmentScanner``); turns with text go through ``apply_guardrail``.
+        """
+        messages = data.get("messages")
+        if not isinstance(messages, list):
+            return
+        conversation = _image_only_turn(messages)
+        if conversation is None:
+            return
+        policy = self._policy_for(data)
+        verdict = await self._judge(conversation, policy, data, Stage.INPUT, GuardrailEventHooks.pre_call)
+        self._enforce(verdict, Stage.INPUT, policy, data)
+
+    async def async_moderation_hook(
+        self, data: dict, user_api_key_dict: Any, call_type: CallTypesLiteral
+    ) -> Any:
+        """during_call: judge the last user turn (text and images) while the model already runs."""
+        messages = data.get("messages")
+        if not isinstance(messages, list):
+            # Not a chat request (e.g. /responses): LiteLLM's unified translation extracts the content.
+            from litellm.proxy.utils import unified_guardrail
+
+            data["guardrail_to_apply"] = self
+            return await unified_guardrail.async_moderation_hook(
+                data=data, user_api_key_dict=user_api_key_dict, call_type=call_type
+            )
+        conversation = _conversation_from_messages(messages)
+        if conversation is None:
+            return data
+        policy = self._policy_for(data)
+        verdict = await self._judge(conversation, policy, data, Stage.INPUT, GuardrailEventHooks.during_call)
+        self._enforce(verdict, Stage.INPUT, policy, data)
+        return data
+
+    async def async_post_call_streaming_iterator_hook(
+        self, user_api_key_dict: Any, response: Any, request_data: dict
+    ) -> AsyncGenerator[ModelResponseStream, None]:
+        """post_call on streams: release chunks window by window once judged (or at once with pass-through).
+
+        A block before anything was sent is an HTTP 400 like a non-streamed block; a block after text was sent
+        ends the stream with ``finish_reason="content_filter"`` (no error frame, so OpenAI clients finish
+        normally) and never sends the unsafe window.
+        """
+        policy = self._policy_for(request_data)
+        stream = StreamGuard(
+            self.guard,
+            prompt=_last_user_prompt(request_data),
+            policy=policy,
+            options=self.stream_options,
+            stage=Stage.OUTPUT,
+        )
+        sent = 0
+        last: ModelResponseStream | None = None
+        try:
+            async for item in stream.aiter(response, _chunk_text):
+                if isinstance(item, StreamRefusal):
+                    yield _final_chunk(last, policy.refusal)
+                    return
+                last = item
+                sent += 1
+                yield item
+        except ContentBlockedError as exc:
+            if sent == 0:
+                raise self._http_error(exc.verdict, Stage.OUTPUT) from None
+            yield _final_chunk(last, None)
+        finally:
+            for verdict in stream.verdicts:
+                self._record(verdict, request_data, Stage.OUTPUT, GuardrailEventHooks.post_call)
+
+    # --- policy ------------------------------------------------------------------------------------------------
+
+    def _policy_for(self, request_data: Mapping[str, Any]) -> Policy:
+        """The request's policy: named in the request, else by the key, else by the team, else the default."""
+        name = self._requested_policy(request_data)
+        try:
+            return self.guard._resolve_policy(name)
+        except (PolicyNotFoundError, ConfigurationError) as exc:
+            raise HTTPException(
+                status_code=400,
+                detail={
+                    "error": {
+                        "type": "unknown_policy",
+                        "message": str(exc),
+                        "policy": name,
+                        "guardrail": self.guardrail_name,
+                    }
+                },
+            ) from None
+
+    def _requested_policy(self, request_data: Mapping[str, Any]) -> str | None:
+        if self.allow_request_policy:
+            for entry in self.get_guardrail_from_metadata(dict(request_data)):
+                if isinstance(entry, Mapping) and self.guardrail_name in entry:
+                    params = entry[self.guardrail_name] or {}
+                    extra = params.get("extra_body") if isinstance(params, Mapping) else None
+                    if isinstance(extra, Mapping) and extra.get("policy"):
+                        return str(extra["policy"])
+        for bucket in _metadata_buckets(request_data):
+            if self.allow_request_policy and bucket.get(POLICY_METADATA_KEY):
+                return str(bucket[POLICY_METADATA_KEY])
+        for owner in ("user_api_key_metadata", "user_api_key_team_metadata"):
+            for bucket in _metadata_buckets(request_data):
+                meta = bucket.get(owner)
+                if isinstance(meta, Mapping) and meta.get(POLICY_METADATA_KEY):
+                    return str(meta[POLICY_METADATA_KEY])
+        return None
+
+    # --- verdicts --------------------------------------------------------------------------------------------
+
+    async def _judge(
+        self,
+        conversation: Conversation,
+        policy: Policy,
+        request_data: dict,
+        stage: Stage,
+        event: GuardrailEventHooks,
+    ) -> Verdict:
+        try:
+            verdict = await self.guard.acheck(conversation=conversation, policy=policy)
+        except InvalidInputError as exc:
+            raise HTTPException(
+                status_code=400,
+                detail={
+                    "error": {
+                        "type": "invalid_input",
+                        "message": f"content-safety check could not read the request: {exc}",
+                        "guardrail": self.guardrail_name,
+                    }
+                },
+            ) from None
+        verdict = for_stage(verdict, stage)
+        self._record(verdict, request_data, stage, event)
+        return verdict
+
+    def _enforce(self, verdict: Verdict, stage: Stage, policy: Policy, request_data: dict) -> Action:
+        """Pass (allow/log), rewrite (input: a refusal completion, the model is not called) or raise."""
+        if verdict.allowed:
+            return verdict.action
+        if verdict.action is Action.REWRITE and verdict.error is None:
+            if stage is Stage.INPUT:
+                self.raise_passthrough_exception(
+                    violation_message=policy.refusal,
+                    request_data=request_data,
+                    detection_info={"categories": list(verdict.categories), "stage": stage.value},
+                )
+            return Action.REWRITE
+        raise self._http_error(verdict, stage)
+
+    def _http_error(self, verdict: Verdict, stage: Stage) -> HTTPException:
+        """400 ``content_blocked`` for a policy block; 503 ``guard_unavailable`` for an outage (fail closed)."""
+        error = ContentBlockedError(verdict, stage)
+        body = {**error.to_dict(), "guardrail": self.guardrail_name, "policy": verdict.policy}
+        if error.unavailable:
+            body["reason"] = verdict.error_message
+            return HTTPException(status_code=503, detail={"error": body})
+        return HTTPException(status_code=400, detail={"error": body})
+
+    def _record(self, verdict: Verdict, request_data: dict, stage: Stage, event: GuardrailEventHooks) -> None:
+        """One ``standard_logging_guardrail_information`` entry per verdict, and the applied-guardrails header."""
+        self.add_standard_logging_guardrail_information_to_request_data(
+            guardrail_json_response={**verdict.to_dict(), "stage": stage.value},
+            request_data=request_data,
+            guardrail_status=_status(verdict),
+            duration=verdict.latency_ms / 1e3,
+            guardrail_provider=GUARDRAIL_PROVIDER,
+            event_type=event,
+            tracing_detail={
+                "violation_categories": list(verdict.categories),
+                "guardrail_action": verdict.action.value,
+                "policy_template": verdict.policy,
+                "detection_method": verdict.mode,
+            },
+        )
+        try:
+            from litellm.proxy.common_utils.callback_utils import add_guardrail_to_applied_guardrails_header
+        except ImportError:  # SDK without the proxy extras: there is no header to set
+            return
+        add_guardrail_to_applied_guardrails_header(
+            request_data=request_data, guardrail_name=self.guardrail_name
+        )
+
+    def _input_event(self) -> GuardrailEventHooks:
+        hooks = self.event_hook if isinstance(self.event_hook, list) else [self.event_hook]
+        names = {getattr(h, "value", h) for h in hooks}
+        return GuardrailEventHooks.pre_call if "pre_call" in names else GuardrailEventHooks.during_call
+
+
+# --- helpers (pure) ---------------------------------------------------------------------------------------------
+
+
+def _env(value: str | None) -> str | None:
+    """Resolve LiteLLM's ``os.environ/NAME`` references (the proxy does it for api_base/api_key, the SDK not)."""
+    if value is None or not value.startswith(_ENV_PREFIX):
+        return value
+    name = value[len(_ENV_PREFIX) :]
+    resolved = os.environ.get(name)
+    if resolved is None:
+        raise ConfigurationError(f"environment variable {name} is not set (referenced as {value!r})")
+    return resolved
+
+
+def _policy_path(value: str | os.PathLike[str]) -> Path:
+    """A relative ``policy_file`` is looked up from the working directory, then beside the proxy's config."""
+    path = Path(_env(os.fspath(value)) or "")
+    if path.is_absolute() or path.exists():
+        return path
+    try:
+        from litellm.proxy import proxy_server
+    except ImportError:
+        return path
+    config = getattr(proxy_server, "user_config_file_path", None)
+    if isinstance(config, str) and (Path(config).parent / path).exists():
+        return Path(config).parent / path
+    return path
+
+
+def _stream_options(
+    window: int | None, overlap: int | None, first: int | None, pass_through: bool
+) -> StreamOptions:
+    defaults = StreamOptions()
+    return StreamOptions(
+        window_chars=window if window is not None else defaults.window_chars,
+        overlap_chars=overlap if overlap is not None else defaults.overlap_chars,
+        first_window_chars=first if first is not None else defaults.first_window_chars,
+        pass_through=bool(pass_through),
+    )
+
+
+def _with_default_action(policies: PolicySet | None, action: str | None) -> PolicySet | None:
+    """Give every policy without a ``"*"`` entry the configured default action."""
+    if policies is None or action is None:
+        return policies
+    updated = {
+        name: p if "*" in p.actions else p.model_copy(update={"actions": {**p.actions, "*": Action(action)}})
+        for name, p in policies.items()
+    }
+    return PolicySet(updated, default=policies.default_name)
+
+
+def _metadata_buckets(request_data: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    return [
+        b
+        for b in (request_data.get("metadata"), request_data.get("litellm_metadata"))
+        if isinstance(b, Mapping)
+    ]
+
+
+def _conversation_from_messages(messages: Sequence[Any]) -> Conversation | None:
+    """The last user turn of chat messages as the input to judge (a trailing assistant prefill is not judged)."""
+    try:
+        return Conversation.from_messages(messages, check_response=False)
+    except InvalidInputError:
+        return None  # nothing a user wrote (no user turn, or nothing judgeable in it)
+
+
+def _request_conversation(
+    inputs: GenericGuardrailAPIInputs, request_data: Mapping[str, Any]
+) -> Conversation | None:
+    messages = inputs.get("structured_messages") or request_data.get("messages")
+    if isinstance(messages, list) and messages:
+        return _conversation_from_messages(messages)
+    text = "\n".join(t for t in inputs.get("texts") or [] if t)
+    images = tuple(inputs.get("images") or ())
+    if not text.strip() and not images:
+        return None
+    return Conversation(prompt=text, images=images)
+
+
+def _image_only_turn(messages: Sequence[Any]) -> Conversation | None:
+    """The last user turn if it holds images and no text, else None."""
+    for msg in reversed(messages):
+        if isinstance(msg, Mapping) and msg.get("role") == "user":
+            try:
+                text, images = split_content(msg.get("content"))
+            except InvalidInputError:
+                return None
+            return Conversation(images=images) if images and not text.strip() else None
+    return None
+
+
+def _last_user_prompt(request_data: Mapping[str, Any]) -> str:
+    messages = request_data.get("messages")
+    if not isinstance(messages, list):
+        return ""
+    conversation = _conversation_from_messages(messages)
+    return conversation.prompt if conversation is not None else ""
+
+
+def _chunk_text(chunk: Any) -> str:
+    choices = getattr(chunk, "choices", None) or []
+    parts = []
+    for choice in choices:
+        delta = getattr(choice, "delta", None)
+        content = getattr(delta, "content", None)
+        if isinstance(content, str):
+            parts.append(content)
+    return "".join(parts)
+
+
+def _final_chunk(last: ModelResponseStream | None, content: str | None) -> ModelResponseStream:
+    """The chunk that ends a stream the guard stopped: the refusal (rewrite) or nothing (block)."""
+    from litellm.types.utils import Delta
+
+    fields: dict[str, Any] = {}
+    if last is not None:
+        fields = {"id": last.id, "model": last.model, "created": last.created}
+    return ModelResponseStream(
+        **fields,
+        choices=[
+            StreamingChoices(
+                index=0,
+                delta=Delta(content=content, role="assistant" if last is None else None),
+                finish_reason="content_filter",
+            )
+        ],
+    )
+
+
+def _status(verdict: Verdict) -> GuardrailStatus:
+    if verdict.error is not None:
+        return "guardrail_failed_to_respond"
+    if verdict.safe:
+        return "success"
+    return "guardrail_flagged" if verdict.allowed else "guardrail_intervened"
