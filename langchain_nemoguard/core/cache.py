@@ -11,7 +11,7 @@ import hashlib
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Generic, TypeVar
@@ -19,14 +19,13 @@ from typing import Generic, TypeVar
 T = TypeVar("T")
 
 
-def cache_key(parts: Iterable[str | bytes]) -> str:
-    """A collision-resistant key over ordered parts (length-prefixed so boundaries cannot shift)."""
-    h = hashlib.blake2b(digest_size=20)
-    for part in parts:
-        b = part.encode("utf-8", "surrogatepass") if isinstance(part, str) else part
-        h.update(len(b).to_bytes(8, "little"))
-        h.update(b)
-    return h.hexdigest()
+def cache_key(parts: Sequence[str | bytes]) -> str:
+    """A collision-resistant key over ordered parts.
+
+    ``repr`` of the tuple quotes and escapes every part, so part boundaries cannot shift; it runs in C, which
+    keeps a cache hit in the low microseconds.
+    """
+    return hashlib.blake2b(repr(tuple(parts)).encode("utf-8", "surrogatepass"), digest_size=20).hexdigest()
 
 
 @dataclass(slots=True)

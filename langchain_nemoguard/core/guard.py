@@ -164,7 +164,7 @@ class NemoGuard:
         key = self._key(conv, pol, md)
         hit = self._cache.get(key)
         if hit is not None:
-            return self._finish(hit.replace(cached=True, latency_ms=(time.perf_counter() - started) * 1e3))
+            return self._finish(hit)
 
         def compute() -> Verdict:
             images_ready = [prepare_image(src, self.image_options) for src in conv.images]
@@ -173,8 +173,7 @@ class NemoGuard:
             return self._combine(plan, results, started)
 
         verdict = self._cache.sync_single_flight(key, compute)
-        if verdict.error is None:
-            self._cache.put(key, verdict)
+        self._remember(key, verdict)
         return self._finish(verdict)
 
     async def acheck(
@@ -195,7 +194,7 @@ class NemoGuard:
         key = self._key(conv, pol, md)
         hit = self._cache.get(key)
         if hit is not None:
-            return self._finish(hit.replace(cached=True, latency_ms=(time.perf_counter() - started) * 1e3))
+            return self._finish(hit)
         inflight = self._transport.loop_state().inflight
         shared = inflight.get(key)
         if shared is not None:
@@ -231,8 +230,7 @@ class NemoGuard:
         finally:
             inflight.pop(key, None)
         fut.set_result(verdict)
-        if verdict.error is None:
-            self._cache.put(key, verdict)
+        self._remember(key, verdict)
         return self._finish(verdict)
 
     def wrap(self, runnable: Any, **kwargs: Any) -> Any:
@@ -330,7 +328,7 @@ class NemoGuard:
             mode,
             str(self.max_tokens),
             str(self.constrain_output),
-            policy.fingerprint(),
+            policy.fingerprint,
             conv.prompt,
             "\x00" if conv.response is None else "\x01" + conv.response,
         ]
@@ -514,6 +512,11 @@ class NemoGuard:
             action=Action.ALLOW,
             **common,
         )
+
+    def _remember(self, key: str, verdict: Verdict) -> None:
+        """Cache a verdict (never an error), stored as the copy hits return: ``cached=True``, no latency."""
+        if verdict.error is None and self._cache.maxsize > 0:
+            self._cache.put(key, verdict.replace(cached=True, latency_ms=0.0))
 
     def _finish(self, verdict: Verdict) -> Verdict:
         c = self._counters

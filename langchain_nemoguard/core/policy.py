@@ -13,8 +13,10 @@ taxonomy (``include_builtin=True``) therefore costs two concurrent calls whose v
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterator, Mapping, Sequence
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
@@ -94,6 +96,10 @@ class Policy(BaseModel):
         return bool(self.ignore_categories) or any(k != "*" for k in self.actions)
 
     def taxonomy_view(self) -> Taxonomy:
+        return self._taxonomy_view
+
+    @cached_property
+    def _taxonomy_view(self) -> Taxonomy:
         if self.kind == "custom_taxonomy":
             return Taxonomy(category_name(e) for e in self.taxonomy or ())
         if self.kind == "custom_policy":
@@ -158,9 +164,10 @@ class Policy(BaseModel):
         chosen = [by_name.get(c.casefold(), default) for c in categories]
         return max(chosen, key=ACTION_SEVERITY.__getitem__)
 
+    @cached_property
     def fingerprint(self) -> str:
-        """Everything about the policy that can change a verdict or an action, as a stable string."""
-        return self.model_dump_json()
+        """A digest of everything about the policy that can change a verdict or an action (cache keys)."""
+        return hashlib.blake2b(self.model_dump_json().encode(), digest_size=16).hexdigest()
 
     # --- files ---------------------------------------------------------------------------------------------
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import json
+import random
 import threading
 import time
 import weakref
@@ -26,7 +27,6 @@ from typing import Any
 import aiohttp
 import httpx
 from tenacity import AsyncRetrying, RetryCallState, Retrying, retry_if_exception, stop_after_attempt
-from tenacity.wait import wait_exponential_jitter
 
 from .errors import (
     ErrorCode,
@@ -212,11 +212,6 @@ class Transport:
             weakref.WeakKeyDictionary()
         )
         self._client_lock = threading.Lock()
-        self._backoff = wait_exponential_jitter(
-            multiplier=self.retry.backoff_initial,
-            max=self.retry.backoff_max,
-            jitter=self.retry.backoff_initial,
-        )
 
     def __repr__(self) -> str:  # never shows the Authorization header
         urls = ", ".join(e.base_url for e in self.pool.endpoints)
@@ -224,19 +219,31 @@ class Transport:
 
     # --- retry configuration (shared) ---------------------------------------------------------------------
 
-    def _wait(self, state: RetryCallState) -> float:
-        exc = state.outcome.exception() if state.outcome else None
+    def _attempts(self) -> int:
+        """Total tries: 1 + max_retries, plus one per extra endpoint so failover never eats the retries."""
+        return self.retry.max_retries + 1 + (len(self.pool.endpoints) - 1)
+
+    def _delay(self, exc: BaseException | None, failures: int) -> float:
+        """The pause after the n-th failure: Retry-After if given, none when another endpoint is healthy,
+        else exponential backoff with jitter."""
         if isinstance(exc, GuardHTTPError) and exc.retry_after is not None:
             return min(exc.retry_after, self.retry.max_retry_after)
-        if self.pool.has_healthy_other(None) and len(self.pool.endpoints) > 1:
+        if len(self.pool.endpoints) > 1 and self.pool.has_healthy_other(None):
             return 0.0
-        return self._backoff(state)
+        base = min(self.retry.backoff_max, self.retry.backoff_initial * 2 ** (failures - 1))
+        return base + random.uniform(0, self.retry.backoff_initial)
 
     def _retry_kwargs(self) -> dict[str, Any]:
-        attempts = self.retry.max_retries + 1 + (len(self.pool.endpoints) - 1)
+        """Tenacity settings for the tries after a failed first one (which runs outside tenacity, so the
+        common, successful case pays nothing for the retry machinery)."""
+
+        def wait(state: RetryCallState) -> float:
+            exc = state.outcome.exception() if state.outcome else None
+            return self._delay(exc, state.attempt_number + 1)
+
         return {
-            "stop": stop_after_attempt(attempts),
-            "wait": self._wait,
+            "stop": stop_after_attempt(self._attempts() - 1),
+            "wait": wait,
             "retry": retry_if_exception(_retryable),
             "reraise": True,
         }
@@ -277,6 +284,12 @@ class Transport:
 
     def post(self, path: str, body: bytes) -> dict[str, Any]:
         with self._sync_sem:
+            try:
+                return self._attempt(path, body)  # the common case stays off the retry machinery
+            except GuardUnavailableError as exc:
+                if not _retryable(exc) or self._attempts() == 1:
+                    raise
+                time.sleep(self._delay(exc, 1))
             for attempt in Retrying(**self._retry_kwargs()):
                 with attempt:
                     return self._attempt(path, body)
@@ -346,6 +359,12 @@ class Transport:
     async def apost(self, path: str, body: bytes) -> dict[str, Any]:
         state = self.loop_state()
         async with state.semaphore:
+            try:
+                return await self._aattempt(state, path, body)
+            except GuardUnavailableError as exc:
+                if not _retryable(exc) or self._attempts() == 1:
+                    raise
+                await asyncio.sleep(self._delay(exc, 1))
             async for attempt in AsyncRetrying(**self._retry_kwargs()):
                 with attempt:
                     return await self._aattempt(state, path, body)

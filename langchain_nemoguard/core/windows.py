@@ -42,7 +42,7 @@ class WindowOptions:
 
 def split_windows(text: str, options: WindowOptions) -> list[str]:
     """Split ``text`` into overlapping windows of at most ``options.max_tokens`` estimated tokens."""
-    if estimate_tokens(text) <= options.max_tokens:
+    if len(text) <= options.max_tokens or estimate_tokens(text) <= options.max_tokens:
         return [text]
     windows: list[str] = []
     start = 0

@@ -115,23 +115,23 @@ def parse_verdict_text(
     traces = [reasoning_content.strip()] if reasoning_content and reasoning_content.strip() else []
 
     # 1. Take closed traces out; what is left must hold no trace markers at all.
-    traces += [t.strip() for t in _THINK_BLOCK.findall(content)]
-    text = _THINK_BLOCK.sub("\n", content)
-    low = text.lower()
-    if "<think>" in low:
-        raise VerdictParseError("unterminated <think> block", raw, truncated=True)
-    # 2. Duplicates anywhere outside closed trace blocks are an error, whichever field is being read (as in
-    #    NeMo Guardrails; an orphan trace before a lone </think> counts as outside).
-    for name, pattern in _FIELD_ANYWHERE.items():
-        if len(pattern.findall(text)) > 1:
-            raise VerdictParseError(f"duplicate {name.title()} Safety field", raw)
-    if "</think>" in low:
-        # The template may open the trace in the prompt, so the output can start inside it.
-        if low.count("</think>") > 1:
-            raise VerdictParseError("more than one </think> marker", raw)
-        cut = low.index("</think>")
-        traces.append(text[:cut].strip())
-        text = text[cut + len("</think>") :]
+    text = content
+    if "think>" in content.lower():
+        traces += [t.strip() for t in _THINK_BLOCK.findall(content)]
+        text = _THINK_BLOCK.sub("\n", content)
+        low = text.lower()
+        if "<think>" in low:
+            raise VerdictParseError("unterminated <think> block", raw, truncated=True)
+        _reject_duplicates(text, raw)
+        if "</think>" in low:
+            # The template may open the trace in the prompt, so the output can start inside it.
+            if low.count("</think>") > 1:
+                raise VerdictParseError("more than one </think> marker", raw)
+            cut = low.index("</think>")
+            traces.append(text[:cut].strip())
+            text = text[cut + len("</think>") :]
+    else:
+        _reject_duplicates(text, raw)
 
     # 3. Every non-empty line must be one of the three fields, each at most once.
     fields: dict[str, str] = {}
@@ -164,6 +164,14 @@ def parse_verdict_text(
     return ParsedCall(
         user_safe=user, response_safe=response, categories=categories, reasoning=reasoning, raw=raw
     )
+
+
+def _reject_duplicates(text: str, raw: str) -> None:
+    """Duplicates anywhere outside closed trace blocks are an error, whichever field is being read (as in
+    NeMo Guardrails; an orphan trace before a lone </think> counts as outside)."""
+    for name, pattern in _FIELD_ANYWHERE.items():
+        if len(pattern.findall(text)) > 1:
+            raise VerdictParseError(f"duplicate {name.title()} Safety field", raw)
 
 
 def _rating(fields: dict[str, str], key: str, raw: str) -> bool | None:
