@@ -446,3 +446,10 @@ def test_conversation_from_openai_messages() -> None:
         conv.prompt == "look" and conv.images == ("data:image/png;base64,AAAA",) and conv.response == "nice"
     )
     assert [t.text for t in conv.history] == ["first", "reply"]
+
+
+def test_message_image_urls_are_never_local_paths() -> None:
+    with pytest.raises(InvalidInputError, match="data: or http"):
+        Conversation.from_messages(
+            [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "/etc/passwd"}}]}]
+        )

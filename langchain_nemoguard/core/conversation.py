@@ -133,9 +133,14 @@ def split_content(content: Any, *, where: str = "content") -> tuple[str, tuple[A
             url = ref.get("url") if isinstance(ref, Mapping) else ref
             if not isinstance(url, str) or not url:
                 raise InvalidInputError(f"{where}[{j}]: image_url part without a url")
+            if not url.startswith(("data:", "http://", "https://")):
+                # message content is untrusted: a bare string here must never be read as a local file path
+                raise InvalidInputError(f"{where}[{j}]: an image URL must be a data: or http(s) URL")
             images.append(url)
         elif kind == "image":  # LangChain-style block passed through OpenAI shapes
             if part.get("url"):
+                if not str(part["url"]).startswith(("data:", "http://", "https://")):
+                    raise InvalidInputError(f"{where}[{j}]: an image URL must be a data: or http(s) URL")
                 images.append(part["url"])
             elif part.get("base64") or part.get("data"):
                 mime = part.get("mime_type", "image/png")
