@@ -104,6 +104,29 @@ def annotate_run(run_manager: Any, metadata: Mapping[str, Any]) -> None:
                 run.extra.setdefault("metadata", {}).update(metadata)
 
 
+def resolve_policy(
+    guard: NemoGuard,
+    policy: Policy | str | None,
+    action: Action | str | None,
+    refusal: str | None,
+    config: RunnableConfig | None,
+) -> Policy:
+    """The policy for one call: ``configurable["nemoguard_policy"]`` beats ``policy``; overrides applied.
+
+    ``action`` replaces the per-category action map (every unsafe verdict gets it); ``refusal`` replaces the
+    policy's refusal text. Unknown names raise ``PolicyNotFoundError``.
+    """
+    configurable = ensure_config(config).get("configurable") or {}
+    chosen = configurable.get(POLICY_CONFIG_KEY) or policy
+    resolved = guard._resolve_policy(chosen)
+    update: dict[str, Any] = {}
+    if action is not None:
+        update["actions"] = {"*": Action(action)}
+    if refusal is not None:
+        update["refusal"] = refusal
+    return resolved.model_copy(update=update) if update else resolved
+
+
 @dataclass(slots=True)
 class _Check:
     """One traced guard check: the run's inputs, metadata, and what it concluded."""
@@ -230,15 +253,7 @@ class GuardedRunnable(RunnableSerializable[Any, Any]):
 
     def effective_policy(self, config: RunnableConfig | None = None) -> Policy:
         """The policy for one call: ``configurable`` beats the argument; action/refusal overrides applied."""
-        configurable = ensure_config(config).get("configurable") or {}
-        chosen = configurable.get(POLICY_CONFIG_KEY) or self.policy
-        policy = self.guard._resolve_policy(chosen)
-        update: dict[str, Any] = {}
-        if self.action is not None:
-            update["actions"] = {"*": Action(self.action)}
-        if self.refusal is not None:
-            update["refusal"] = self.refusal
-        return policy.model_copy(update=update) if update else policy
+        return resolve_policy(self.guard, self.policy, self.action, self.refusal, config)
 
     def _options(self) -> StreamOptions:
         return self.stream_options or self.guard.stream_options()
@@ -735,6 +750,7 @@ __all__ = [
     "ContentBlockedError",
     "GuardedRunnable",
     "annotate_run",
+    "resolve_policy",
     "verdict_event",
     "verdict_metadata",
 ]
