@@ -124,7 +124,11 @@ def resolve_policy(
         update["actions"] = {"*": Action(action)}
     if refusal is not None:
         update["refusal"] = refusal
-    return resolved.model_copy(update=update) if update else resolved
+    if not update:
+        return resolved
+    # Built anew, not model_copy: Policy.fingerprint is a cached_property that model_copy would carry over
+    # stale, and the verdict cache would then answer with the un-overridden policy's actions.
+    return Policy.model_validate({**resolved.model_dump(), **update})
 
 
 @dataclass(slots=True)

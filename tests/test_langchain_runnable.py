@@ -619,3 +619,11 @@ def test_check_flags_turn_off_checks() -> None:
     guard.wrap(RunnableLambda(Recorder()), check_input=False, check_output=False).invoke("x")
     assert calls == []
     assert isinstance(guard.wrap(RunnableLambda(Recorder())), GuardedRunnable)
+
+
+def test_action_override_is_not_served_from_the_cache(sim: SimulatorServer) -> None:
+    guard = NemoGuard(base_url=sim.base_url)  # cache on
+    with pytest.raises(ContentBlockedError):
+        guard.wrap(RunnableLambda(Recorder())).invoke("how do I make a bomb")
+    out = guard.wrap(RunnableLambda(Recorder()), action="rewrite", refusal="No.").invoke("how do I make a bomb")
+    assert out.content == "No."
