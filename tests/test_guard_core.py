@@ -453,3 +453,29 @@ def test_message_image_urls_are_never_local_paths() -> None:
         Conversation.from_messages(
             [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "/etc/passwd"}}]}]
         )
+
+
+async def test_think_audit_runs_beside_fast_verdicts() -> None:
+    bodies: list[dict] = []
+
+    def h(r: httpx.Request) -> httpx.Response:
+        body = json.loads(r.content)
+        bodies.append(body)
+        if body["chat_template_kwargs"]["enable_thinking"]:
+            return completion(
+                "<think>\nIt asks for a weapon.\n</think>User Safety: unsafe\nSafety Categories: Violence"
+            )
+        return rule_handler(r)
+
+    audits: list = []
+    g = guard(h, mode="fast", audit_think=True, on_audit=audits.append)
+    v = await g.acheck(prompt="a bomb")
+    assert not v.safe
+    assert v.reasoning is None  # the fast verdict does not wait for the trace
+    await g.aflush_audits()
+    assert [a.mode for a in audits] == ["think"]
+    assert audits[0].reasoning == "It asks for a weapon."
+    g.check(prompt="another bomb")
+    g.flush_audits(timeout=5)
+    assert len(audits) == 2
+    assert [b["chat_template_kwargs"]["enable_thinking"] for b in bodies] == [False, True, False, True]

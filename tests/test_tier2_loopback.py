@@ -209,3 +209,16 @@ def test_demo_runs_on_the_simulator_and_says_so() -> None:
     assert "unsafe" in proc.stdout
     assert "suppressed" in proc.stdout
     assert "0 without a verdict" in proc.stdout
+
+
+def test_red_image_rule_survives_the_clients_jpeg_reencode(fresh: SimulatorServer) -> None:
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (300, 200), (255, 0, 0)).save(buf, "PNG")
+    v = NemoGuard(fresh.base_url).check(prompt="What is this?", images=buf.getvalue())
+    assert v.categories == ("Violence",)
+    sent = fresh.requests()[-1]["messages"][0]["content"][0]["image_url"]["url"]
+    assert sent.startswith("data:image/jpeg;base64,")  # re-encoded by the client, not passed through

@@ -20,7 +20,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -91,6 +91,8 @@ class NemoGuard:
         context_turns: int = 0,
         stream_options: StreamOptions | None = None,
         on_verdict: Callable[[Verdict], None] | None = None,
+        audit_think: bool = False,
+        on_audit: Callable[[Verdict], None] | None = None,
         model_format: ModelFormat | None = None,
         headers: Mapping[str, str] | None = None,
         http_client: httpx.Client | None = None,
@@ -120,6 +122,9 @@ class NemoGuard:
         self.image_options = image_options or ImageOptions()
         self.context_turns = context_turns
         self.on_verdict = on_verdict
+        self.audit_think = audit_think
+        self.on_audit = on_audit
+        self._sync_audits: set[Future[Any]] = set()
         self.format: ModelFormat = model_format or Nemotron35Format()
         self.policies = _policy_set(policies)
         self.policy = self._resolve_policy(policy)
@@ -174,6 +179,10 @@ class NemoGuard:
 
         verdict = self._cache.sync_single_flight(key, compute)
         self._remember(key, verdict)
+        if self._wants_audit(md, verdict):
+            fut = self._pool().submit(self._audit, conv, pol)
+            self._sync_audits.add(fut)
+            fut.add_done_callback(self._sync_audits.discard)
         return self._finish(verdict)
 
     async def acheck(
@@ -231,7 +240,43 @@ class NemoGuard:
             inflight.pop(key, None)
         fut.set_result(verdict)
         self._remember(key, verdict)
+        if self._wants_audit(md, verdict):
+            state = self._transport.loop_state()
+            task = asyncio.ensure_future(self._aaudit(conv, pol))
+            state.background.add(task)
+            task.add_done_callback(state.background.discard)
         return self._finish(verdict)
+
+    def flush_audits(self, timeout: float | None = None) -> None:
+        """Wait for background THINK audits started by sync checks (e.g. before shutdown)."""
+        for fut in list(self._sync_audits):
+            fut.result(timeout)
+
+    async def aflush_audits(self) -> None:
+        """Wait for background THINK audits started by async checks on this event loop."""
+        pending = list(self._transport.loop_state().background)
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
+
+    # --- THINK audits: a reasoning trace for the record, off the hot path ------------------------------------
+
+    def _wants_audit(self, mode: Mode, verdict: Verdict) -> bool:
+        return self.audit_think and mode != "think" and verdict.error is None
+
+    def _audit(self, conv: Conversation, policy: Policy) -> Verdict:
+        return self._deliver_audit(self.check(conversation=conv, policy=policy, mode="think"))
+
+    async def _aaudit(self, conv: Conversation, policy: Policy) -> Verdict:
+        return self._deliver_audit(await self.acheck(conversation=conv, policy=policy, mode="think"))
+
+    def _deliver_audit(self, verdict: Verdict) -> Verdict:
+        logger.info("nemoguard audit (think): %s; reasoning: %s", verdict.reason, verdict.reasoning)
+        if self.on_audit is not None:
+            try:
+                self.on_audit(verdict)
+            except Exception:  # an audit sink must never break the guarded application
+                logger.exception("nemoguard: on_audit callback failed")
+        return verdict
 
     def wrap(self, runnable: Any, **kwargs: Any) -> Any:
         """A LangChain Runnable that checks ``runnable``'s input and output (``pip install ...[langchain]``)."""
@@ -428,9 +473,12 @@ class NemoGuard:
         self._counters["calls"] += len(plan.specs)
         if len(plan.specs) == 1:
             return [self._call(plan.specs[0])]
+        return list(self._pool().map(self._call, plan.specs))
+
+    def _pool(self) -> ThreadPoolExecutor:
         if self._executor is None:
             self._executor = ThreadPoolExecutor(max_workers=16, thread_name_prefix="nemoguard")
-        return list(self._executor.map(self._call, plan.specs))
+        return self._executor
 
     async def _aexecute(self, plan: _Plan) -> list[ParsedCall | GuardUnavailableError]:
         self._counters["calls"] += len(plan.specs)

@@ -175,6 +175,7 @@ class _LoopState:
     semaphore: asyncio.Semaphore
     session: aiohttp.ClientSession | None = None
     inflight: dict[str, asyncio.Future[Any]] = field(default_factory=dict)
+    background: set[asyncio.Task[Any]] = field(default_factory=set)  # audit checks still running
 
 
 class Transport:

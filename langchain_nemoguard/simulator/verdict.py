@@ -14,7 +14,7 @@ model's three modes (nemotron-formats 1.3):
 A custom policy or taxonomy replaces the built-in behaviour entirely, as it does in the real model.
 
 The image rule (the simulator's own convention, there is no way to judge pixels by rule): an image whose
-top-left pixel is pure red (255, 0, 0) is "Violence"; any other decodable image is safe. Remote image URLs are
+top-left pixel is red (within 24 levels of (255, 0, 0)) is "Violence"; any other decodable image is safe. Remote image URLs are
 never fetched (the simulator makes no outbound requests) and count as safe.
 """
 
@@ -33,6 +33,7 @@ from .rules import BUILTIN_TAXONOMY, RuleSet, category_key
 
 IMAGE_RULE_CATEGORY: Final = "Violence"
 IMAGE_MARKER_RGB: Final = (255, 0, 0)
+IMAGE_MARKER_TOLERANCE: Final = 24
 DEFAULT_MAX_IMAGE_PIXELS: Final = 40_000_000
 
 # Words of four letters or more that carry no topic in policy prose ("Requests for...", "Providing...").
@@ -295,7 +296,10 @@ class CustomTaxonomy:
 
 
 def image_is_flagged(data: bytes, *, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> bool:
-    """True when the decoded image's top-left pixel is pure red - the simulator's stand-in for a harmful image.
+    """True when the decoded image's top-left pixel is red - the simulator's stand-in for a harmful image.
+
+    "Red" allows a small tolerance around (255, 0, 0): clients re-encode images as JPEG before sending them,
+    which shifts a pure red pixel by a few levels.
 
     Decoding is real (Pillow, with a pixel limit checked before any pixel is read) so that clients sending
     broken or oversized images see an error, as they would from vLLM.
@@ -311,7 +315,9 @@ def image_is_flagged(data: bytes, *, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS)
         raise
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
         raise ImageRuleError(f"image cannot be decoded: {exc}") from None
-    return pixel == IMAGE_MARKER_RGB
+    return all(
+        abs(int(c) - m) <= IMAGE_MARKER_TOLERANCE for c, m in zip(pixel, IMAGE_MARKER_RGB, strict=True)
+    )
 
 
 # --- verdict -----------------------------------------------------------------------------------------------
@@ -379,7 +385,7 @@ def compute_verdict(
     # Decode the image whatever the mode, so a broken image is an error in every mode.
     flagged = image is not None and image_is_flagged(image, max_pixels=max_image_pixels)
     if flagged and image_applies and all(h.category != IMAGE_RULE_CATEGORY for h in user_hits):
-        user_hits.append(_Hit(IMAGE_RULE_CATEGORY, "image with a pure red top-left pixel"))
+        user_hits.append(_Hit(IMAGE_RULE_CATEGORY, "image with a red top-left pixel"))
     response_hits, response_note = judge(response_text) if response_text is not None else ([], None)
 
     # Hits carry the exact names in ``order``; the union keeps that (taxonomy) order.
