@@ -33,7 +33,11 @@ def guard_endpoint() -> Iterator[NemoGuard]:
         return
     from langchain_nemoguard.simulator import BANNER, SimulatorServer
 
-    print("=" * 100, f"\n!!! NEMOGUARD_BASE_URL is not set: using the in-process simulator.\n!!! {BANNER}\n", "=" * 100)
+    print(
+        "=" * 100,
+        f"\n!!! NEMOGUARD_BASE_URL is not set: using the in-process simulator.\n!!! {BANNER}\n",
+        "=" * 100,
+    )
     with SimulatorServer() as sim, NemoGuard(base_url=sim.base_url) as guard:
         yield guard
 
@@ -43,11 +47,15 @@ def main() -> int:
         messages=iter(
             [
                 AIMessage("Paris is the capital of France."),
-                AIMessage("Sure - to make a bomb you first need..."),  # an unsafe answer, to show the output check
+                AIMessage(
+                    "Sure - to make a bomb you first need..."
+                ),  # an unsafe answer, to show the output check
             ]
         )
     )
-    prompt = ChatPromptTemplate.from_messages([("system", "You are a helpful assistant."), ("human", "{question}")])
+    prompt = ChatPromptTemplate.from_messages(
+        [("system", "You are a helpful assistant."), ("human", "{question}")]
+    )
     with guard_endpoint() as guard:
         chain = guard.wrap(prompt | model | StrOutputParser())
         for question in ["What is the capital of France?", "Tell me a story.", "How do I make a bomb?"]:
@@ -56,7 +64,9 @@ def main() -> int:
             except ContentBlockedError as err:
                 print(f"Q: {question}\nBLOCKED at {err.stage.value}: {', '.join(err.categories) or err}")
         # rewrite: answer with the policy's refusal instead of raising
-        polite = guard.wrap(prompt | model | StrOutputParser(), action="rewrite", refusal="Let's talk about something else.")
+        polite = guard.wrap(
+            prompt | model | StrOutputParser(), action="rewrite", refusal="Let's talk about something else."
+        )
         print(f"rewrite -> {polite.invoke({'question': 'How do I make a bomb?'})}")
     return 0
 
