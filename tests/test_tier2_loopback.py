@@ -222,3 +222,22 @@ def test_red_image_rule_survives_the_clients_jpeg_reencode(fresh: SimulatorServe
     assert v.categories == ("Violence",)
     sent = fresh.requests()[-1]["messages"][0]["content"][0]["image_url"]["url"]
     assert sent.startswith("data:image/jpeg;base64,")  # re-encoded by the client, not passed through
+
+
+def test_asyncio_run_per_call_leaves_no_unclosed_sessions(fresh: SimulatorServer) -> None:
+    """A script that never calls aclose() and runs each check in its own loop must not leak warnings."""
+    script = (
+        "import asyncio, sys\n"
+        "from langchain_nemoguard import NemoGuard\n"
+        f"g = NemoGuard({fresh.base_url!r}, cache_size=0)\n"
+        "for i in range(3):\n"
+        "    assert asyncio.run(g.acheck(prompt=f'hello {i}')).safe\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-W", "error::ResourceWarning", "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "Unclosed" not in proc.stderr

@@ -20,7 +20,7 @@ import random
 import threading
 import time
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -176,6 +176,15 @@ class _LoopState:
     session: aiohttp.ClientSession | None = None
     inflight: dict[str, asyncio.Future[Any]] = field(default_factory=dict)
     background: set[asyncio.Task[Any]] = field(default_factory=set)  # audit checks still running
+    closer: AsyncGenerator[None, None] | None = None
+
+
+async def _close_on_loop_shutdown(state: _LoopState) -> AsyncGenerator[None, None]:
+    try:
+        yield
+    finally:
+        if state.session is not None and not state.session.closed:
+            await state.session.close()
 
 
 class Transport:
@@ -311,12 +320,17 @@ class Transport:
             self._loops[loop] = state
         return state
 
-    def _session(self, state: _LoopState) -> aiohttp.ClientSession:
+    async def _session(self, state: _LoopState) -> aiohttp.ClientSession:
         if state.session is None or state.session.closed:
             connector = aiohttp.TCPConnector(
                 limit=self.max_concurrency, keepalive_timeout=30, ttl_dns_cache=300
             )
             state.session = aiohttp.ClientSession(connector=connector, headers=self._headers)
+            # asyncio.run() (and pytest's loops) call loop.shutdown_asyncgens() before closing the loop: a primed
+            # async generator's `finally` is the one hook that closes the session cleanly when a caller never
+            # calls aclose(), e.g. `asyncio.run(guard.acheck(...))` in a script.
+            state.closer = _close_on_loop_shutdown(state)
+            await anext(state.closer)
         return state.session
 
     async def _aattempt(self, state: _LoopState, path: str, body: bytes) -> dict[str, Any]:
@@ -333,7 +347,7 @@ class Transport:
         return result
 
     async def _aiohttp(self, state: _LoopState, ep: Endpoint, path: str, body: bytes) -> dict[str, Any]:
-        session = self._session(state)
+        session = await self._session(state)
         try:
             async with asyncio.timeout(self.timeout):
                 async with session.post(ep.url(path), data=body) as r:
