@@ -1,0 +1,62 @@
+"""Each LangChain example runs offline (in-process simulator, fake chat models) and says what it shows."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+CASES = {
+    "langchain_chat.py": [
+        "A: Paris is the capital of France.",
+        "BLOCKED at output: Violence",
+        "BLOCKED at input: Violence",
+        "rewrite -> Let's talk about something else.",
+    ],
+    "langchain_agent.py": [
+        "[message withheld by the content-safety guard]",
+        "[tool result withheld by the content-safety guard]",
+        "--- async run",
+        "'330 metres.'",
+    ],
+    "langchain_multimodal.py": [
+        "blue image + text -> A calm blue square.",
+        "red image only   -> BLOCKED at input",
+    ],
+    "langchain_policies.py": [
+        "A: 7 x 8 = 56. Well done!",
+        "That's a question for a grown-up.",
+        "A: Run `pkill -f worker` to kill the stuck workers.",
+        "BLOCKED at input: Violence",
+    ],
+    "langchain_streaming.py": [
+        "[stream stopped: output blocked",
+        "[the rest was withheld]",
+        "[stream stopped late:",
+    ],
+}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_example_runs_offline(name: str) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NEMOGUARD_")}
+    proc = subprocess.run(
+        [sys.executable, str(EXAMPLES / name)],
+        capture_output=True,
+        text=True,
+        timeout=90,
+        env=env,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "NOT A SAFETY MODEL" in proc.stdout  # the test double announces itself
+    for expected in CASES[name]:
+        assert expected in proc.stdout, f"{expected!r} missing from:\n{proc.stdout}"
+    if name == "langchain_streaming.py":
+        held_back = proc.stdout.split("pass-through")[0]
+        assert "bomb" not in held_back  # hold-back: the unsafe words never reached the reader
