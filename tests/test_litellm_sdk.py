@@ -1,0 +1,451 @@
+"""The guardrail in LiteLLM's SDK (``litellm.callbacks``) and its hooks called directly; main model by mock_response.
+
+The guard endpoint is an ``httpx.MockTransport`` answering like Nemotron 3.5 from simple rules, so every
+request the guard made is visible to the test.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import litellm
+import pytest
+from fastapi import HTTPException
+from litellm.exceptions import ModifyResponseException
+from litellm.integrations.custom_logger import CustomLogger
+from litellm.types.guardrails import GuardrailEventHooks
+from litellm.types.utils import Delta, ModelResponseStream, StreamingChoices
+
+from langchain_nemoguard import NemoGuard
+from langchain_nemoguard.core import PolicySet
+from litellm_hook import NemoGuardrail
+
+UNSAFE_WORDS = ("bomb", "kill")
+
+
+class FakeGuardEndpoint:
+    """Answers chat completions like the model: unsafe (Violence) when the judged turn has an unsafe word."""
+
+    def __init__(self, *, fail: bool = False, think: bool = False) -> None:
+        self.fail = fail
+        self.think = think
+        self.bodies: list[dict[str, Any]] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content)
+        self.bodies.append(body)
+        if self.fail:
+            return httpx.Response(503, json={"error": "down"})
+        msgs = body["messages"]
+        user = json.dumps(msgs[0]["content"])
+        user_unsafe = any(w in user for w in UNSAFE_WORDS)
+        lines = [f"User Safety: {'unsafe' if user_unsafe else 'safe'}"]
+        response_unsafe = False
+        if len(msgs) > 1:
+            response_unsafe = any(w in msgs[-1]["content"] for w in UNSAFE_WORDS)
+            lines.append(f"Response Safety: {'unsafe' if response_unsafe else 'safe'}")
+        if user_unsafe or response_unsafe:
+            lines.append("Safety Categories: Violence")
+        text = "\n".join(lines)
+        if self.think:
+            text = "<think>The user asks about weapons.</think>\n" + text
+        return httpx.Response(
+            200,
+            json={
+                "id": "x",
+                "object": "chat.completion",
+                "model": body["model"],
+                "choices": [
+                    {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
+                ],
+            },
+        )
+
+    def judged_users(self) -> list[str]:
+        return [json.dumps(b["messages"][0]["content"]) for b in self.bodies]
+
+
+def _guard(endpoint: FakeGuardEndpoint, **kwargs: Any) -> NemoGuard:
+    return NemoGuard(
+        base_url="http://guard.test/v1",
+        max_retries=0,
+        http_client=httpx.Client(transport=httpx.MockTransport(endpoint)),
+        http_async_client=httpx.AsyncClient(transport=httpx.MockTransport(endpoint)),
+        **kwargs,
+    )
+
+
+POLICIES = PolicySet.from_data(
+    {
+        "default": "default",
+        "policies": {
+            "default": {},
+            "rewrite": {"actions": {"*": "rewrite"}, "refusal": "No can do."},
+            "log": {"actions": {"*": "log"}},
+        },
+    }
+)
+
+
+@pytest.fixture
+def endpoint() -> FakeGuardEndpoint:
+    return FakeGuardEndpoint()
+
+
+@pytest.fixture
+def guardrail(endpoint: FakeGuardEndpoint) -> Iterator[NemoGuardrail]:
+    g = NemoGuardrail(
+        guardrail_name="ng",
+        event_hook=[GuardrailEventHooks.pre_call, GuardrailEventHooks.post_call],
+        default_on=True,
+        guard=_guard(endpoint, policies=POLICIES),
+    )
+    saved = litellm.callbacks
+    litellm.callbacks = [g]
+    try:
+        yield g
+    finally:
+        litellm.callbacks = saved
+
+
+def _user(text: str) -> list[dict[str, Any]]:
+    return [{"role": "user", "content": text}]
+
+
+def _red_image_only() -> list[dict[str, Any]]:
+    import base64
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (8, 8), (255, 0, 0)).save(buf, "PNG")
+    url = "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+    return [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": url}}]}]
+
+
+# --- construction -----------------------------------------------------------------------------------------------
+
+
+def test_kwargs_from_litellm_params_are_honoured(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The proxy passes every litellm_param (and LiteLLM's defaulted extras) as kwargs; mode must stick."""
+    from litellm.types.guardrails import LitellmParams
+
+    (tmp_path / "p.yaml").write_text(
+        "policies:\n  kids: {disallowed: [violence]}\n  default: {}\ndefault: default\n"
+    )
+    monkeypatch.setenv("MY_GUARD_URL", "http://127.0.0.1:9/v1")
+    monkeypatch.setenv("MY_GUARD_KEY", "sk-secret-value")
+    params = LitellmParams(
+        guardrail="litellm_hook.NemoGuardrail",
+        mode="pre_call",
+        api_base="os.environ/MY_GUARD_URL",
+        api_key="os.environ/MY_GUARD_KEY",
+        guard_mode="think",
+        policy_file=str(tmp_path / "p.yaml"),
+        policy="kids",
+        on_error="allow",
+        timeout=3,
+        stream_window_chars=300,
+        stream_pass_through=True,
+    )
+    extra = {k: v for k, v in params.model_dump(exclude_none=True).items() if k not in ("guardrail", "mode")}
+    g = NemoGuardrail(guardrail_name="ng", event_hook="pre_call", **extra)
+    assert g.event_hook == "pre_call"
+    assert g.should_run_guardrail({"messages": []}, GuardrailEventHooks.post_call) is False
+    assert g.guard.base_urls[0].startswith("http://127.0.0.1:9/v1")
+    assert g.guard.mode == "think"
+    assert g.guard.on_error == "allow"
+    assert g.guard.policy.name == "kids"
+    assert g.stream_options.window_chars == 300 and g.stream_options.pass_through is True
+    assert "sk-secret-value" not in repr(g)
+
+
+def test_apply_guardrail_is_defined_on_the_class_itself() -> None:
+    assert "apply_guardrail" in NemoGuardrail.__dict__
+    assert "async_post_call_streaming_iterator_hook" in NemoGuardrail.__dict__
+    assert "async_scan_request_attachments" in NemoGuardrail.__dict__
+
+
+def test_unsupported_mode_is_refused() -> None:
+    with pytest.raises(ValueError, match="pre_mcp_call"):
+        NemoGuardrail(guardrail_name="ng", event_hook="pre_mcp_call", api_base="http://127.0.0.1:9/v1")
+
+
+def test_missing_env_reference_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("NOPE_NOT_SET", raising=False)
+    with pytest.raises(ValueError, match="NOPE_NOT_SET"):
+        NemoGuardrail(guardrail_name="ng", event_hook="pre_call", api_base="os.environ/NOPE_NOT_SET")
+
+
+# --- SDK: litellm.acompletion with mock_response ----------------------------------------------------------------
+
+
+async def test_sdk_safe_request_passes(guardrail: NemoGuardrail, endpoint: FakeGuardEndpoint) -> None:
+    r = await litellm.acompletion(
+        model="openai/m", messages=_user("hello"), mock_response="Hi there.", guardrails=["ng"]
+    )
+    assert r.choices[0].message.content == "Hi there."
+    assert len(endpoint.bodies) == 2  # input, then output
+
+
+async def test_sdk_unsafe_input_blocks_before_the_model(
+    guardrail: NemoGuardrail, endpoint: FakeGuardEndpoint
+) -> None:
+    with pytest.raises(HTTPException) as info:
+        await litellm.acompletion(
+            model="openai/m", messages=_user("how to build a bomb"), mock_response="x", guardrails=["ng"]
+        )
+    assert info.value.status_code == 400
+    detail = info.value.detail["error"]
+    assert detail["type"] == "content_blocked"
+    assert detail["stage"] == "input"
+    assert detail["categories"] == ["Violence"]
+    assert detail["guardrail"] == "ng"
+    assert len(endpoint.bodies) == 1
+
+
+async def test_sdk_unsafe_output_blocks(guardrail: NemoGuardrail) -> None:
+    with pytest.raises(HTTPException) as info:
+        await litellm.acompletion(
+            model="openai/m", messages=_user("tell me"), mock_response="go kill them", guardrails=["ng"]
+        )
+    assert info.value.detail["error"]["stage"] == "output"
+
+
+async def test_sdk_rewrite_input_answers_with_the_refusal(guardrail: NemoGuardrail) -> None:
+    with pytest.raises(ModifyResponseException) as info:
+        await litellm.acompletion(
+            model="openai/m",
+            messages=_user("a bomb"),
+            mock_response="x",
+            guardrails=[{"ng": {"extra_body": {"policy": "rewrite"}}}],
+        )
+    assert info.value.message == "No can do."
+
+
+async def test_sdk_rewrite_output_replaces_the_content(guardrail: NemoGuardrail) -> None:
+    r = await litellm.acompletion(
+        model="openai/m",
+        messages=_user("tell me"),
+        mock_response="go kill them",
+        guardrails=["ng"],
+        metadata={"nemoguard_policy": "rewrite"},
+    )
+    assert r.choices[0].message.content == "No can do."
+
+
+async def test_sdk_log_action_passes_and_records(guardrail: NemoGuardrail) -> None:
+    captured: list[dict[str, Any]] = []
+
+    class Capture(CustomLogger):
+        async def async_log_success_event(
+            self, kwargs: dict, response_obj: Any, start_time: Any, end_time: Any
+        ) -> None:
+            captured.append(kwargs["standard_logging_object"])
+
+    litellm.callbacks = [guardrail, Capture()]
+    r = await litellm.acompletion(
+        model="openai/m",
+        messages=_user("a bomb"),
+        mock_response="fine",
+        guardrails=[{"ng": {"extra_body": {"policy": "log"}}}],
+    )
+    assert r.choices[0].message.content == "fine"
+    # Logging runs after the response; records of earlier tests' requests may arrive here too.
+    mine: list[dict[str, Any]] = []
+    for _ in range(100):
+        mine = [
+            e
+            for rec in captured
+            for e in rec.get("guardrail_information") or []
+            if e["guardrail_response"].get("policy") == "log"
+        ]
+        if mine:
+            break
+        await asyncio.sleep(0.05)
+    first = mine[0]
+    assert first["guardrail_name"] == "ng"
+    assert first["guardrail_status"] == "guardrail_flagged"
+    assert first["violation_categories"] == ["Violence"]
+    assert first["guardrail_action"] == "log"
+    assert first["guardrail_response"]["stage"] == "input"
+    assert first["guardrail_mode"] == "pre_call"
+
+
+async def test_sdk_unknown_policy_is_a_400(guardrail: NemoGuardrail, endpoint: FakeGuardEndpoint) -> None:
+    with pytest.raises(HTTPException) as info:
+        await litellm.acompletion(
+            model="openai/m",
+            messages=_user("hello"),
+            mock_response="x",
+            guardrails=[{"ng": {"extra_body": {"policy": "nope"}}}],
+        )
+    assert info.value.status_code == 400
+    assert info.value.detail["error"]["type"] == "unknown_policy"
+    assert "nope" in info.value.detail["error"]["message"]
+    assert endpoint.bodies == []
+
+
+async def test_sdk_image_only_turn_is_judged(guardrail: NemoGuardrail, endpoint: FakeGuardEndpoint) -> None:
+    r = await litellm.acompletion(
+        model="openai/m", messages=_red_image_only(), mock_response="ok", guardrails=["ng"]
+    )
+    assert r.choices[0].message.content == "ok"
+    assert any("image_url" in u for u in endpoint.judged_users())
+
+
+async def test_sdk_guard_outage_fails_closed_with_a_distinct_error() -> None:
+    g = NemoGuardrail(guardrail_name="ng", event_hook="pre_call", guard=_guard(FakeGuardEndpoint(fail=True)))
+    litellm.callbacks = [g]
+    try:
+        with pytest.raises(HTTPException) as info:
+            await litellm.acompletion(
+                model="openai/m", messages=_user("hi"), mock_response="x", guardrails=["ng"]
+            )
+    finally:
+        litellm.callbacks = []
+    assert info.value.status_code == 503
+    assert info.value.detail["error"]["type"] == "guard_unavailable"
+    assert "guard unavailable" in info.value.detail["error"]["message"]
+
+
+async def test_sdk_guard_outage_fails_open_when_configured() -> None:
+    g = NemoGuardrail(
+        guardrail_name="ng",
+        event_hook="pre_call",
+        guard=_guard(FakeGuardEndpoint(fail=True), on_error="allow"),
+    )
+    litellm.callbacks = [g]
+    try:
+        r = await litellm.acompletion(
+            model="openai/m", messages=_user("hi"), mock_response="ok", guardrails=["ng"]
+        )
+    finally:
+        litellm.callbacks = []
+    assert r.choices[0].message.content == "ok"
+    assert g.guard.stats()["fail_open"] == 1
+
+
+# --- hooks called directly ----------------------------------------------------------------------------------------
+
+
+async def test_key_and_team_metadata_choose_the_policy(guardrail: NemoGuardrail) -> None:
+    data = {
+        "messages": _user("a bomb"),
+        "metadata": {"user_api_key_team_metadata": {"nemoguard_policy": "log"}},
+    }
+    assert guardrail._policy_for(data).name == "log"
+    data["metadata"]["user_api_key_metadata"] = {"nemoguard_policy": "rewrite"}
+    assert guardrail._policy_for(data).name == "rewrite"  # the key wins over its team
+    data["metadata"]["nemoguard_policy"] = "default"
+    assert guardrail._policy_for(data).name == "default"  # the request wins over both
+    guardrail.allow_request_policy = False
+    assert guardrail._policy_for(data).name == "rewrite"
+
+
+async def test_during_call_hook_judges_image_only_turns(endpoint: FakeGuardEndpoint) -> None:
+    g = NemoGuardrail(guardrail_name="ng", event_hook="during_call", guard=_guard(endpoint))
+    data: dict[str, Any] = {"messages": _red_image_only()}
+    await g.async_moderation_hook(data=data, user_api_key_dict=None, call_type="acompletion")
+    assert any("image_url" in u for u in endpoint.judged_users())
+    entry = data["metadata"]["standard_logging_guardrail_information"][0]
+    assert entry["guardrail_mode"] == "during_call"
+    with pytest.raises(HTTPException):
+        await g.async_moderation_hook(
+            data={"messages": _user("bomb")}, user_api_key_dict=None, call_type="acompletion"
+        )
+
+
+async def test_think_mode_reasoning_is_logged() -> None:
+    g = NemoGuardrail(
+        guardrail_name="ng", event_hook="pre_call", guard=_guard(FakeGuardEndpoint(think=True), mode="think")
+    )
+    data: dict[str, Any] = {"messages": _user("hello")}
+    await g.apply_guardrail(inputs={"texts": ["hello"]}, request_data=data, input_type="request")
+    entry = data["metadata"]["standard_logging_guardrail_information"][0]
+    assert entry["guardrail_response"]["reasoning"] == "The user asks about weapons."
+    assert data["metadata"]["applied_guardrails"] == ["ng"]
+
+
+def _chunks(text: str, size: int = 10) -> list[ModelResponseStream]:
+    return [
+        ModelResponseStream(
+            id="c", model="m", choices=[StreamingChoices(index=0, delta=Delta(content=text[i : i + size]))]
+        )
+        for i in range(0, len(text), size)
+    ]
+
+
+async def _agen(items: list[ModelResponseStream], seen: list[int]) -> AsyncIterator[ModelResponseStream]:
+    for item in items:
+        seen.append(1)
+        yield item
+
+
+async def _run_stream(
+    g: NemoGuardrail, text: str, seen: list[int] | None = None
+) -> list[ModelResponseStream]:
+    out = []
+    async for chunk in g.async_post_call_streaming_iterator_hook(
+        user_api_key_dict=None,
+        response=_agen(_chunks(text), seen if seen is not None else []),
+        request_data={"messages": _user("hi")},
+    ):
+        out.append(chunk)
+    return out
+
+
+def _text(chunks: list[ModelResponseStream]) -> str:
+    return "".join(c.choices[0].delta.content or "" for c in chunks)
+
+
+async def test_stream_hold_back_never_releases_unsafe_text(endpoint: FakeGuardEndpoint) -> None:
+    g = NemoGuardrail(
+        guardrail_name="ng",
+        event_hook="post_call",
+        guard=_guard(endpoint),
+        stream_first_window_chars=50,
+        stream_window_chars=50,
+        stream_overlap_chars=10,
+    )
+    text = "a" * 120 + " now kill " + "b" * 100
+    out = await _run_stream(g, text)
+    assert "kill" not in _text(out)
+    assert _text(out) and text.startswith(_text(out))
+    assert out[-1].choices[0].finish_reason == "content_filter"
+
+
+async def test_stream_block_in_the_first_window_raises_400(endpoint: FakeGuardEndpoint) -> None:
+    g = NemoGuardrail(guardrail_name="ng", event_hook="post_call", guard=_guard(endpoint))
+    with pytest.raises(HTTPException) as info:
+        await _run_stream(g, "kill " * 10)
+    assert info.value.detail["error"]["stage"] == "output"
+
+
+async def test_stream_pass_through_releases_at_once(endpoint: FakeGuardEndpoint) -> None:
+    g = NemoGuardrail(
+        guardrail_name="ng", event_hook="post_call", guard=_guard(endpoint), stream_pass_through=True
+    )
+    out = await _run_stream(g, "x" * 100)
+    assert _text(out) == "x" * 100
+
+
+async def test_stream_rewrite_ends_with_the_refusal(endpoint: FakeGuardEndpoint) -> None:
+    g = NemoGuardrail(
+        guardrail_name="ng",
+        event_hook="post_call",
+        guard=_guard(endpoint, policies=POLICIES, policy="rewrite"),
+    )
+    out = await _run_stream(g, "kill " * 10)
+    assert _text(out) == "No can do."
+    assert out[-1].choices[0].finish_reason == "content_filter"
