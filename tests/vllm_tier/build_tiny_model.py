@@ -291,7 +291,14 @@ def build_model(out: Path, vocab_size: int) -> None:
         image_token_index=IMAGE_ID,
         torch_dtype="bfloat16",
     )
-    model = Gemma3ForConditionalGeneration(config).to(torch.bfloat16).eval()
+    model = Gemma3ForConditionalGeneration(config)
+    # transformers initialises the vision-to-text projection to zeros: the image would then change nothing,
+    # and a test could not tell that the pixels reached the model.
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if name.endswith("mm_input_projection_weight"):
+                param.normal_(0.0, 0.5)
+    model = model.to(torch.bfloat16).eval()
     model.save_pretrained(out)
     GenerationConfig(
         bos_token_id=BOS_ID, eos_token_id=[EOS_ID, END_OF_TURN_ID], pad_token_id=0, do_sample=False
@@ -390,9 +397,13 @@ def self_check(out: Path) -> dict[str, int]:
     model = Gemma3ForConditionalGeneration.from_pretrained(out, dtype=torch.bfloat16).eval()
     image = Image.new("RGB", (48, 32), (200, 30, 30))
     inputs = processor(text=with_image, images=[image], return_tensors="pt")
+    blue = processor(text=with_image, images=[Image.new("RGB", (48, 32), (30, 30, 200))], return_tensors="pt")
     with torch.no_grad():
         generated = model.generate(**inputs, max_new_tokens=4, do_sample=False)
+        red_logits = model(**inputs).logits[0, -1]
+        blue_logits = model(**blue).logits[0, -1]
     assert generated.shape[1] > inputs["input_ids"].shape[1], "the model generated nothing"
+    assert not torch.equal(red_logits, blue_logits), "the image does not reach the language model"
 
     tokens = processor.tokenizer
     return {
