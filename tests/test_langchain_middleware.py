@@ -374,3 +374,19 @@ def test_outage_fails_closed() -> None:
     assert out["messages"][-1].content == REFUSAL
     assert out["messages"][-1].response_metadata[MARKER]["error"] is not None
     assert llm.calls == 0
+
+
+async def test_agent_astream_events_model_tokens_filtered_by_nostream(guard: NemoGuard) -> None:
+    """Documented: model token events leak into astream_events unless exclude_tags=["nostream"]."""
+
+    async def token_text(exclude: list[str]) -> str:
+        agent = create_agent(model(UNSAFE), tools=[lookup], middleware=[NemoGuardMiddleware(guard)])
+        events = agent.astream_events(
+            {"messages": [HumanMessage("a story")]}, version="v2", exclude_tags=exclude
+        )
+        return "".join(
+            [e["data"]["chunk"].content async for e in events if e["event"] == "on_chat_model_stream"]
+        )
+
+    assert "bomb" in await token_text([])
+    assert await token_text(["nostream"]) == ""
