@@ -479,3 +479,13 @@ async def test_think_audit_runs_beside_fast_verdicts() -> None:
     g.flush_audits(timeout=5)
     assert len(audits) == 2
     assert [b["chat_template_kwargs"]["enable_thinking"] for b in bodies] == [False, True, False, True]
+
+
+def test_policy_copy_recomputes_its_fingerprint() -> None:
+    base = Policy(actions={"*": "block"})
+    assert base.fingerprint  # computed and cached
+    copy = base.model_copy(update={"actions": {"*": "rewrite"}})
+    assert copy.fingerprint != base.fingerprint
+    g = guard(rule_handler)
+    assert g.check(prompt="a bomb", policy=base).action is Action.BLOCK
+    assert g.check(prompt="a bomb", policy=copy).action is Action.REWRITE

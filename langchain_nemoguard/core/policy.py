@@ -164,6 +164,14 @@ class Policy(BaseModel):
         chosen = [by_name.get(c.casefold(), default) for c in categories]
         return max(chosen, key=ACTION_SEVERITY.__getitem__)
 
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Policy:
+        """A copy whose cached digests are recomputed: pydantic copies the instance ``__dict__``, where
+        ``cached_property`` keeps its values, so a copy with other actions would reuse a stale fingerprint."""
+        copy = super().model_copy(update=update, deep=deep)
+        for name in _CACHED:
+            copy.__dict__.pop(name, None)
+        return copy
+
     @cached_property
     def fingerprint(self) -> str:
         """A digest of everything about the policy that can change a verdict or an action (cache keys)."""
@@ -175,6 +183,9 @@ class Policy(BaseModel):
     def load(cls, path: str | Path) -> PolicySet:
         """Read named policies from YAML or JSON: ``{policies: {name: {...}}, default: name}``."""
         return PolicySet.load(path)
+
+
+_CACHED = ("fingerprint", "_taxonomy_view")
 
 
 class PolicySet(Mapping[str, Policy]):
