@@ -165,12 +165,11 @@ class Policy(BaseModel):
         return max(chosen, key=ACTION_SEVERITY.__getitem__)
 
     def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Policy:
-        """A copy whose cached digests are recomputed: pydantic copies the instance ``__dict__``, where
-        ``cached_property`` keeps its values, so a copy with other actions would reuse a stale fingerprint."""
-        copy = super().model_copy(update=update, deep=deep)
-        for name in _CACHED:
-            copy.__dict__.pop(name, None)
-        return copy
+        """A copy; with ``update`` it is validated like a new policy and its digests are computed afresh
+        (pydantic's own copy skips validation and keeps ``cached_property`` values from the original)."""
+        if not update:
+            return super().model_copy(deep=deep)
+        return type(self)(**{**self.model_dump(), **update})
 
     @cached_property
     def fingerprint(self) -> str:
@@ -183,9 +182,6 @@ class Policy(BaseModel):
     def load(cls, path: str | Path) -> PolicySet:
         """Read named policies from YAML or JSON: ``{policies: {name: {...}}, default: name}``."""
         return PolicySet.load(path)
-
-
-_CACHED = ("fingerprint", "_taxonomy_view")
 
 
 class PolicySet(Mapping[str, Policy]):
