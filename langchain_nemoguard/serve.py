@@ -527,7 +527,11 @@ def configure_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser
         "vLLM options (defaults: NVIDIA's recipe for Nemotron 3.5 Content Safety)"
     )
     opt.add_argument(
-        "--model", dest=_DEST + "model", default=s, help=f"HF id or local path ({DEFAULT_MODEL})"
+        "--model",
+        dest=_DEST + "model",
+        metavar="MODEL",
+        default=s,
+        help=f"HF id or local path ({DEFAULT_MODEL})",
     )
     opt.add_argument(
         "--served-model-name",
@@ -537,11 +541,18 @@ def configure_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser
         default=s,
         help=f"name(s) the API answers to ({' '.join(DEFAULT_SERVED_MODEL_NAMES)})",
     )
-    opt.add_argument("--host", dest=_DEST + "host", default=s, help="bind address (0.0.0.0)")
-    opt.add_argument("--port", dest=_DEST + "port", type=int, default=s, help="port (8000)")
-    opt.add_argument("--dtype", dest=_DEST + "dtype", default=s, help="weights dtype (bfloat16)")
+    opt.add_argument("--host", dest=_DEST + "host", metavar="HOST", default=s, help="bind address (0.0.0.0)")
+    opt.add_argument("--port", dest=_DEST + "port", metavar="PORT", type=int, default=s, help="port (8000)")
     opt.add_argument(
-        "--max-model-len", dest=_DEST + "max_model_len", type=int, default=s, help="context (4096)"
+        "--dtype", dest=_DEST + "dtype", metavar="DTYPE", default=s, help="weights dtype (bfloat16)"
+    )
+    opt.add_argument(
+        "--max-model-len",
+        dest=_DEST + "max_model_len",
+        metavar="TOKENS",
+        type=int,
+        default=s,
+        help="context (4096)",
     )
     opt.add_argument(
         "--limit-mm-per-prompt",
@@ -554,6 +565,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser
     opt.add_argument(
         "--gpu-memory-utilization",
         dest=_DEST + "gpu_memory_utilization",
+        metavar="FRACTION",
         type=float,
         default=s,
         help="fraction of GPU memory vLLM may take (0.85)",
@@ -591,7 +603,13 @@ def configure_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser
     run.add_argument(
         "--config", dest=_DEST + "config", type=Path, metavar="FILE", help="YAML file of options"
     )
-    run.add_argument("--python", dest=_DEST + "python", default=s, help="interpreter of vLLM's environment")
+    run.add_argument(
+        "--python",
+        dest=_DEST + "python",
+        metavar="PYTHON",
+        default=s,
+        help="interpreter of vLLM's environment",
+    )
     run.add_argument(
         "--entrypoint",
         dest=_DEST + "entrypoint",
@@ -611,6 +629,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser
     run.add_argument(
         "--timeout",
         dest=_DEST + "timeout",
+        metavar="SECONDS",
         type=float,
         default=DEFAULT_HEALTH_TIMEOUT,
         help="seconds to wait for /health (%(default)g)",
@@ -618,6 +637,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser
     run.add_argument(
         "--grace",
         dest=_DEST + "grace",
+        metavar="SECONDS",
         type=float,
         default=DEFAULT_GRACE,
         help="seconds before kill (%(default)g)",
@@ -640,7 +660,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser = subparsers.add_parser(
         "serve",
         help="run vLLM serving Nemotron 3.5 Content Safety",
-        description=__doc__.split("\n\n")[0] if __doc__ else None,
+        description="Run vLLM's OpenAI-compatible server for Nemotron 3.5 Content Safety with NVIDIA's flags.",
     )
     return configure_parser(parser)
 

@@ -12,6 +12,7 @@ import asyncio
 import base64
 import io
 import json
+import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -335,3 +336,97 @@ def test_client_sixteen_concurrent_checks(vllm_server: VLLMEndpoint) -> None:
     assert len(verdicts) == 16
     for verdict in verdicts:
         assert_verdict(verdict)
+
+
+# --- LiteLLM in front of the real server ---------------------------------------------------------------------
+
+
+def successful_requests(http: httpx.Client, model: str) -> float:
+    text = http.get("/metrics").text
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("vllm:request_success_total{") and f'model_name="{model}"' in line
+    )
+
+
+def import_litellm() -> Any:
+    # No network here: LiteLLM would otherwise try to download its model cost map at import.
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    return pytest.importorskip("litellm")
+
+
+async def test_litellm_guardrail_judges_input_and_output_on_the_real_server(
+    http: httpx.Client, vllm_server: VLLMEndpoint
+) -> None:
+    litellm = import_litellm()
+    from litellm.types.guardrails import GuardrailEventHooks
+
+    from litellm_hook import NemoGuardrail
+
+    verdicts: list[Verdict] = []
+    # "fast" keeps the random model's answer to one verdict line; "log" lets a random "unsafe" pass.
+    judge = guard(
+        vllm_server,
+        mode="fast",
+        policy=Policy(name="log-all", actions={"*": "log"}),
+        on_verdict=verdicts.append,
+    )
+    guardrail = NemoGuardrail(
+        guardrail_name="nemoguard",
+        event_hook=[GuardrailEventHooks.pre_call, GuardrailEventHooks.post_call],
+        default_on=True,
+        guard=judge,
+    )
+    before = successful_requests(http, vllm_server.model)
+    saved = litellm.callbacks
+    litellm.callbacks = [guardrail]
+    try:
+        reply = await litellm.acompletion(
+            model="openai/mock-gpt",
+            messages=[{"role": "user", "content": "How do I bake bread?"}],
+            mock_response="Mix flour, water, salt and yeast.",
+            api_key="sk-unused",
+            guardrails=["nemoguard"],
+        )
+    finally:
+        litellm.callbacks = saved
+        await judge.aclose()
+    assert reply.choices[0].message.content == "Mix flour, water, salt and yeast."
+    assert [v.error for v in verdicts] == [None, None]  # the prompt before the model, the answer after it
+    assert verdicts[0].response_safe is None
+    assert isinstance(verdicts[1].response_safe, bool)
+    judged = 0.0
+    for _ in range(20):  # the counter is updated as the request completes
+        judged = successful_requests(http, vllm_server.model) - before
+        if judged >= 2:
+            break
+        await asyncio.sleep(0.1)
+    assert judged == 2  # both verdicts came from the real server
+
+
+async def test_litellm_router_replicas_forward_the_guard_fields(vllm_server: VLLMEndpoint) -> None:
+    """The scale-out recipe (server/README.md): replicas behind LiteLLM's router keep kwargs and regex."""
+    litellm = import_litellm()
+    deployment = {"model": f"hosted_vllm/{vllm_server.model}", "api_base": vllm_server.base_url}
+    router = litellm.Router(
+        model_list=[{"model_name": "nemoguard", "litellm_params": dict(deployment)} for _ in range(2)],
+        routing_strategy="least-busy",
+    )
+    messages = [{"role": "user", "content": "How do I bake bread?"}]
+    # Only the template can refuse this pair of kwargs: a 400 proves chat_template_kwargs arrived.
+    with pytest.raises(litellm.BadRequestError, match="mutually exclusive"):
+        await router.acompletion(
+            model="nemoguard",
+            messages=messages,
+            max_tokens=8,
+            chat_template_kwargs={"custom_policy": "p", "custom_taxonomy": "t"},
+        )
+    reply = await router.acompletion(
+        model="nemoguard",
+        messages=messages,
+        max_tokens=16,
+        temperature=1.0,
+        structured_outputs={"regex": "User Safety: (safe|unsafe)"},
+    )
+    assert re.fullmatch("User Safety: (safe|unsafe)", reply.choices[0].message.content)
