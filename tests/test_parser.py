@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from langchain_nemoguard.core import ErrorCode, Taxonomy, VerdictParseError, parse_verdict_text
 from langchain_nemoguard.core.formats import CallSpec, Nemotron35Format
+from langchain_nemoguard.core.formats.nemotron35 import verdict_regex
 
 
 def parse(text: str, **kw: object):
@@ -147,3 +150,22 @@ def test_finish_reason_length_is_truncated_even_if_text_looks_complete() -> None
     with pytest.raises(VerdictParseError) as e:
         fmt.parse(completion, CallSpec(prompt="x"))
     assert e.value.code is ErrorCode.TRUNCATED
+
+
+def test_unicode_line_separators_inside_a_category_do_not_split_lines() -> None:
+    p = parse("User Safety: unsafe\nSafety Categories: Dis\x1eDis\u2028x, Violence")
+    assert p.categories == ("Dis\x1eDis\u2028x", "Violence")
+
+
+def test_constrained_regex_bounds_fit_the_token_budget() -> None:
+    from langchain_nemoguard.core.formats.nemotron35 import CONSTRAINED_MAX_TOKENS
+
+    longest = "User Safety: unsafe\nResponse Safety: unsafe\nSafety Categories: " + ", ".join(["x" * 40] * 4)
+    assert re.fullmatch(verdict_regex(CallSpec(prompt="p", response="r")), longest)
+    assert len(longest) <= CONSTRAINED_MAX_TOKENS["categories"]
+    think = "<think>\n" + "a" * 900 + "\n</think>" + longest
+    assert re.fullmatch(verdict_regex(CallSpec(prompt="p", response="r", mode="think")), think)
+    assert len(think) <= CONSTRAINED_MAX_TOKENS["think"]
+    assert not re.fullmatch(
+        verdict_regex(CallSpec(prompt="p")), "User Safety: unsafe\nSafety Categories: a\x1eb"
+    )

@@ -31,6 +31,7 @@ from .cache import VerdictCache, cache_key
 from .conversation import Conversation, Turn
 from .errors import ConfigurationError, ErrorCode, GuardUnavailableError, InvalidInputError
 from .formats import MODES, CallSpec, Mode, ModelFormat, Nemotron35Format, ParsedCall
+from .formats.nemotron35 import CONSTRAINED_MAX_TOKENS
 from .images import ImageOptions, PreparedImage, aprepare_image, prepare_image
 from .policy import Policy, PolicySet
 from .providers import resolve
@@ -390,7 +391,8 @@ class NemoGuard:
         response_windows = split_windows(conv.response, self.windows) if conv.has_response else []
         history = self._history(conv.history)
         categories = mode != "fast" or policy.needs_categories
-        max_tokens = self.max_tokens or DEFAULT_MAX_TOKENS[mode]
+        limits = CONSTRAINED_MAX_TOKENS if self.constrain_output else DEFAULT_MAX_TOKENS
+        max_tokens = self.max_tokens or limits[mode]
 
         # (prompt text, image, response) triples; every call carries user text.
         triples: list[tuple[str, PreparedImage | None, str | None]] = []

@@ -17,32 +17,10 @@ from typing import Any, Final
 
 import yaml
 
-BUILTIN_TAXONOMY: Final[tuple[str, ...]] = (
-    "Violence",
-    "Sexual",
-    "Criminal Planning/Confessions",
-    "Guns and Illegal Weapons",
-    "Controlled/Regulated Substances",
-    "Suicide and Self Harm",
-    "Sexual (minor)",
-    "Hate/Identity Hate",
-    "PII/Privacy",
-    "Harassment",
-    "Threat",
-    "Profanity",
-    "Needs Caution",
-    "Other",
-    "Manipulation",
-    "Fraud/Deception",
-    "Malware",
-    "High Risk Gov Decision Making",
-    "Political/Misinformation/Conspiracy",
-    "Copyright/Trademark/Plagiarism",
-    "Unauthorized Advice",
-    "Illegal Activity",
-    "Immoral/Unethical",
-)
-"""Aegis 2.0 names in NVIDIA's template order; categories are reported in this order, as the model lists them."""
+from ..core.taxonomy import AEGIS_CATEGORIES
+
+# Aegis 2.0 names in NVIDIA's template order; categories are reported in this order, as the model lists them.
+BUILTIN_TAXONOMY: Final[tuple[str, ...]] = AEGIS_CATEGORIES
 
 _KEY_CHARS = re.compile(r"[^\W_]+")
 

@@ -32,9 +32,12 @@ _FIELD_ANYWHERE = {
 }
 _LINE = re.compile(r"^(User Safety|Response Safety|Safety Categories)\s*:\s*(.*?)\s*$", re.IGNORECASE)
 
-# Structured output (vLLM only): the verdict lines the model may emit. Category names: letters, digits and the
-# punctuation the taxonomy uses, in any script, so custom and multilingual names still fit.
-_CATEGORY_RE = r"[^,\n<>]{1,60}"
+# Structured output (vLLM only): the verdict lines the model may emit, in printable ASCII so that every character
+# is one token even with a byte-fallback tokenizer and the answer always fits CONSTRAINED_MAX_TOKENS. Category
+# names: up to four, 40 characters each. A THINK trace: up to 900 characters without angle brackets.
+_CATEGORY_RE = r"[A-Za-z0-9 /()&'._-]{1,40}"
+_TRACE_RE = r"[\n -;=?-~]{1,900}"
+CONSTRAINED_MAX_TOKENS = {"fast": 48, "categories": 256, "think": 1280}
 _VERDICT_RE = "(safe|unsafe)"
 
 
@@ -135,7 +138,8 @@ def parse_verdict_text(
 
     # 3. Every non-empty line must be one of the three fields, each at most once.
     fields: dict[str, str] = {}
-    for line in text.strip().splitlines():
+    # split on "\n" only: str.splitlines() also breaks at \x1c-\x1e, \x85 and \u2028, which may sit inside a name
+    for line in text.strip().split("\n"):
         if not line.strip():
             continue
         m = _LINE.match(line.strip())
@@ -189,7 +193,7 @@ def verdict_regex(spec: CallSpec) -> str:
     if spec.response is not None:
         out += f"\nResponse Safety: {_VERDICT_RE}"
     if spec.categories:
-        out += f"(\nSafety Categories: {_CATEGORY_RE}(, {_CATEGORY_RE}){{0,5}})?"
+        out += f"(\nSafety Categories: {_CATEGORY_RE}(, {_CATEGORY_RE}){{0,3}})?"
     if spec.mode == "think":
-        out = r"<think>\n[^<]{1,1500}\n</think>" + out
+        out = rf"<think>\n{_TRACE_RE}\n</think>" + out
     return out
