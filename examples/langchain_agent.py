@@ -11,10 +11,7 @@ calls that real endpoint.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
 import sys
-from collections.abc import Iterator
 from typing import Any
 
 from langchain.agents import create_agent
@@ -24,25 +21,7 @@ from langchain_core.messages import AIMessage, HumanMessage
 from langchain_core.tools import tool
 
 from langchain_nemoguard import NemoGuard, NemoGuardMiddleware
-
-
-@contextlib.contextmanager
-def guard_endpoint(**kwargs: Any) -> Iterator[NemoGuard]:
-    """The real endpoint from the environment, else the simulator - announced loudly."""
-    if os.environ.get("NEMOGUARD_BASE_URL"):
-        print(f"guard endpoint: {os.environ['NEMOGUARD_BASE_URL']}")
-        with NemoGuard(provider=os.environ.get("NEMOGUARD_PROVIDER"), **kwargs) as guard:
-            yield guard
-        return
-    from langchain_nemoguard.simulator import BANNER, SimulatorServer
-
-    print(
-        "=" * 100,
-        f"\n!!! NEMOGUARD_BASE_URL is not set: using the in-process simulator.\n!!! {BANNER}\n",
-        "=" * 100,
-    )
-    with SimulatorServer() as sim, NemoGuard(base_url=sim.base_url, **kwargs) as guard:
-        yield guard
+from langchain_nemoguard.demo import guard_or_simulator as guard_endpoint
 
 
 class ScriptedModel(GenericFakeChatModel):

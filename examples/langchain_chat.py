@@ -9,37 +9,15 @@ NEMOGUARD_PROVIDER as needed) the guard calls that real endpoint.
 
 from __future__ import annotations
 
-import contextlib
-import os
 import sys
-from collections.abc import Iterator
 
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage
 from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
 
-from langchain_nemoguard import NemoGuard
+from langchain_nemoguard.demo import guard_or_simulator as guard_endpoint
 from langchain_nemoguard.runnable import ContentBlockedError
-
-
-@contextlib.contextmanager
-def guard_endpoint() -> Iterator[NemoGuard]:
-    """The real endpoint from the environment, else the simulator - announced loudly."""
-    if os.environ.get("NEMOGUARD_BASE_URL"):
-        print(f"guard endpoint: {os.environ['NEMOGUARD_BASE_URL']}")
-        with NemoGuard(provider=os.environ.get("NEMOGUARD_PROVIDER")) as guard:
-            yield guard
-        return
-    from langchain_nemoguard.simulator import BANNER, SimulatorServer
-
-    print(
-        "=" * 100,
-        f"\n!!! NEMOGUARD_BASE_URL is not set: using the in-process simulator.\n!!! {BANNER}\n",
-        "=" * 100,
-    )
-    with SimulatorServer() as sim, NemoGuard(base_url=sim.base_url) as guard:
-        yield guard
 
 
 def main() -> int:

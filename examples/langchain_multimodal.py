@@ -10,38 +10,16 @@ NEMOGUARD_BASE_URL set, the real model judges the same images.
 from __future__ import annotations
 
 import base64
-import contextlib
 import io
-import os
 import sys
-from collections.abc import Iterator
-from typing import Any
 
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage, HumanMessage
 from PIL import Image
 
-from langchain_nemoguard import ImageOptions, NemoGuard
+from langchain_nemoguard import ImageOptions
+from langchain_nemoguard.demo import guard_or_simulator as guard_endpoint
 from langchain_nemoguard.runnable import ContentBlockedError
-
-
-@contextlib.contextmanager
-def guard_endpoint(**kwargs: Any) -> Iterator[NemoGuard]:
-    """The real endpoint from the environment, else the simulator - announced loudly."""
-    if os.environ.get("NEMOGUARD_BASE_URL"):
-        print(f"guard endpoint: {os.environ['NEMOGUARD_BASE_URL']}")
-        with NemoGuard(provider=os.environ.get("NEMOGUARD_PROVIDER"), **kwargs) as guard:
-            yield guard
-        return
-    from langchain_nemoguard.simulator import BANNER, SimulatorServer
-
-    print(
-        "=" * 100,
-        f"\n!!! NEMOGUARD_BASE_URL is not set: using the in-process simulator.\n!!! {BANNER}\n",
-        "=" * 100,
-    )
-    with SimulatorServer() as sim, NemoGuard(base_url=sim.base_url, **kwargs) as guard:
-        yield guard
 
 
 def png_base64(color: tuple[int, int, int]) -> str:

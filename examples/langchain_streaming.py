@@ -12,37 +12,14 @@ Offline (no NEMOGUARD_BASE_URL): the in-process simulator - a rule-based TEST DO
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
 import sys
-from collections.abc import Iterator
-from typing import Any
 
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage
 
 from langchain_nemoguard import NemoGuard, StreamOptions
+from langchain_nemoguard.demo import guard_or_simulator as guard_endpoint
 from langchain_nemoguard.runnable import ContentBlockedError
-
-
-@contextlib.contextmanager
-def guard_endpoint(**kwargs: Any) -> Iterator[NemoGuard]:
-    """The real endpoint from the environment, else the simulator - announced loudly."""
-    if os.environ.get("NEMOGUARD_BASE_URL"):
-        print(f"guard endpoint: {os.environ['NEMOGUARD_BASE_URL']}")
-        with NemoGuard(provider=os.environ.get("NEMOGUARD_PROVIDER"), **kwargs) as guard:
-            yield guard
-        return
-    from langchain_nemoguard.simulator import BANNER, SimulatorServer
-
-    print(
-        "=" * 100,
-        f"\n!!! NEMOGUARD_BASE_URL is not set: using the in-process simulator.\n!!! {BANNER}\n",
-        "=" * 100,
-    )
-    with SimulatorServer() as sim, NemoGuard(base_url=sim.base_url, **kwargs) as guard:
-        yield guard
-
 
 STORY = (
     "Once upon a time a young engineer built a little robot that loved to paint sunsets over the harbour. "

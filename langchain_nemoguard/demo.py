@@ -18,7 +18,7 @@ from typing import Any
 
 from PIL import Image
 
-from .core import Policy, Verdict
+from .core import NemoGuard, Policy, Verdict
 from .core.providers import endpoint_configured
 
 KIDS = Policy(
@@ -78,28 +78,41 @@ def scenarios() -> list[Scenario]:
 
 @contextlib.contextmanager
 def _endpoint(args: argparse.Namespace) -> Iterator[tuple[str | None, bool]]:
-    """Yields (base URL, simulated): the configured URL (None = from env/provider), or an in-process simulator."""
-    configured = (
-        bool(getattr(args, "base_url", None) or getattr(args, "provider", None)) or endpoint_configured()
-    )
-    if configured and not getattr(args, "simulator", False):
-        yield args.base_url, False
+    """Yields (base URL, simulated) for the CLI's flags: the configured URL, or an in-process simulator."""
+    flags = bool(getattr(args, "base_url", None) or getattr(args, "provider", None))
+    use_real = (flags or endpoint_configured()) and not getattr(args, "simulator", False)
+    with endpoint_or_simulator(use_real, args.base_url) as found:
+        yield found
+
+
+@contextlib.contextmanager
+def guard_or_simulator(**kwargs: Any) -> Iterator[NemoGuard]:
+    """A guard on the endpoint the environment names (``NEMOGUARD_BASE_URL`` / ``NEMOGUARD_PROVIDER``), or on an
+    in-process interface simulator, announced loudly. For examples and demos; production code builds its own."""
+    with (
+        endpoint_or_simulator(endpoint_configured(), kwargs.pop("base_url", None)) as (url, _),
+        NemoGuard(url, **kwargs) as guard,
+    ):
+        yield guard
+
+
+@contextlib.contextmanager
+def endpoint_or_simulator(use_real: bool, base_url: str | None) -> Iterator[tuple[str | None, bool]]:
+    """Yields (base URL, simulated): ``base_url`` (None: from the environment) when ``use_real``, else the URL
+    of an in-process simulator started for the duration, after a loud notice that it is a test double."""
+    if use_real:
+        yield base_url, False
         return
     from .simulator import SimulatorServer
 
     bar = "!" * 78
-    print(bar, file=sys.stderr)
-    print("!! No guard endpoint configured: starting the INTERFACE SIMULATOR in-process.", file=sys.stderr)
-    print(
-        "!! It is a deterministic rule-based TEST DOUBLE, NOT A SAFETY MODEL: the verdicts below",
-        file=sys.stderr,
-    )
-    print(
-        "!! show the plumbing only. Set NEMOGUARD_BASE_URL (or --base-url / --provider) to use",
-        file=sys.stderr,
-    )
-    print("!! the real Nemotron 3.5 Content Safety model.", file=sys.stderr)
-    print(bar, file=sys.stderr)
+    notice = [
+        "No guard endpoint configured: starting the INTERFACE SIMULATOR in-process.",
+        "It is a deterministic rule-based TEST DOUBLE, NOT A SAFETY MODEL: the verdicts below",
+        "show the plumbing only. Set NEMOGUARD_BASE_URL (or --base-url / --provider) to use",
+        "the real Nemotron 3.5 Content Safety model.",
+    ]
+    print("\n".join([bar, *(f"!! {line}" for line in notice), bar]), file=sys.stderr)
     with SimulatorServer() as sim:
         yield sim.base_url, True
 
