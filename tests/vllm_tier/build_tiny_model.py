@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import importlib.util
 import json
 import sys
 import time
@@ -61,32 +62,21 @@ CLASSIFIER_INTRO = (
     "input or response falls into.\n\n"
     "Taxonomy: The following are the list of safety categories that the input and response may fall into.\n\n"
 )
-CATEGORY_NAMES = [
-    "Violence",
-    "Sexual",
-    "Criminal Planning/Confessions",
-    "Guns and Illegal Weapons",
-    "Controlled/Regulated Substances",
-    "Suicide and Self Harm",
-    "Sexual (minor)",
-    "Hate/Identity Hate",
-    "PII/Privacy",
-    "Harassment",
-    "Threat",
-    "Profanity",
-    "Needs Caution",
-    "Other",
-    "Manipulation",
-    "Fraud/Deception",
-    "Malware",
-    "High Risk Gov Decision Making",
-    "Political/Misinformation/Conspiracy",
-    "Copyright/Trademark/Plagiarism",
-    "Unauthorized Advice",
-    "Illegal Activity",
-    "Immoral/Unethical",
-    "Economic Harm",
-]
+
+
+def _core_taxonomy() -> tuple[str, ...]:
+    """The client's Aegis list, loaded by file path: this script runs in the vLLM venv, where the project's own
+    dependencies (and so its package imports) are not installed; taxonomy.py needs only the standard library."""
+    path = Path(__file__).resolve().parents[2] / "langchain_nemoguard" / "core" / "taxonomy.py"
+    spec = importlib.util.spec_from_file_location("_nemoguard_taxonomy", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return tuple(module.AEGIS_CATEGORIES)
+
+
+# The 23 Aegis names plus S24 "Economic Harm", as the third-party port of the 3.5 template lists them.
+CATEGORY_NAMES = [*_core_taxonomy(), "Economic Harm"]
 DEFAULT_TAXONOMY = "".join(f"S{i}: {name}.\n" for i, name in enumerate(CATEGORY_NAMES, start=1))
 BEGIN_CONVERSATION = "\n<BEGIN CONVERSATION>\n"
 END_CONVERSATION = "<END CONVERSATION>\nOutput your answer in the following format:\n\n"
