@@ -272,11 +272,7 @@ class NemoGuard:
 
     def _deliver_audit(self, verdict: Verdict) -> Verdict:
         logger.info("nemoguard audit (think): %s; reasoning: %s", verdict.reason, verdict.reasoning)
-        if self.on_audit is not None:
-            try:
-                self.on_audit(verdict)
-            except Exception:  # an audit sink must never break the guarded application
-                logger.exception("nemoguard: on_audit callback failed")
+        _notify(self.on_audit, verdict, "on_audit")
         return verdict
 
     def wrap(self, runnable: Any, **kwargs: Any) -> Any:
@@ -582,12 +578,17 @@ class NemoGuard:
                 logger.warning("nemoguard: %s - blocking (fail closed)", verdict.error_message)
         elif not verdict.safe:
             c["unsafe"] += 1
-        if self.on_verdict is not None:
-            try:
-                self.on_verdict(verdict)
-            except Exception:  # an audit sink must never break the guarded application
-                logger.exception("nemoguard: on_verdict callback failed")
+        _notify(self.on_verdict, verdict, "on_verdict")
         return verdict
+
+
+def _notify(callback: Callable[[Verdict], None] | None, verdict: Verdict, name: str) -> None:
+    if callback is None:
+        return
+    try:
+        callback(verdict)
+    except Exception:  # an audit sink must never break the guarded application
+        logger.exception("nemoguard: %s callback failed", name)
 
 
 def _policy_set(
