@@ -489,3 +489,13 @@ def test_policy_copy_recomputes_its_fingerprint() -> None:
     g = guard(rule_handler)
     assert g.check(prompt="a bomb", policy=base).action is Action.BLOCK
     assert g.check(prompt="a bomb", policy=copy).action is Action.REWRITE
+
+
+def test_a_failing_audit_sink_never_breaks_the_check(caplog: pytest.LogCaptureFixture) -> None:
+    def sink(v: object) -> None:
+        raise RuntimeError("disk full")
+
+    with caplog.at_level(logging.ERROR, logger="langchain_nemoguard"):
+        v = guard(rule_handler, on_verdict=sink).check(prompt="a bomb")
+    assert not v.safe
+    assert "on_verdict callback failed" in caplog.text
