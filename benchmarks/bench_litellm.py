@@ -36,6 +36,8 @@ from typing import Any
 import httpx
 import yaml
 
+from langchain_nemoguard._process import stop_process
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "litellm.json"
 MASTER_KEY = "sk-bench-" + "0" * 32
@@ -108,12 +110,7 @@ def _process(
         _wait(ready_url, proc, what)
         yield
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
         log.close()
 
 

@@ -26,6 +26,7 @@ from typing import Any
 import aiohttp
 import httpx
 
+from ._process import stop_process
 from .core import NemoGuard
 from .core.formats import CallSpec
 
@@ -66,8 +67,7 @@ class SimulatorProcess:
 
     def __exit__(self, *exc: object) -> None:
         if self.proc is not None:
-            self.proc.terminate()
-            self.proc.wait(10)
+            stop_process(self.proc, grace=10)
 
 
 def _pct(values: list[float], q: float) -> float:

@@ -155,7 +155,7 @@ def to_messages(value: Any) -> list[BaseMessage] | None:
     if isinstance(value, Sequence) and not isinstance(value, (str, bytes)) and value:
         try:
             return convert_to_messages(value)  # messages, (role, text) tuples, OpenAI dicts, strings
-        except (ValueError, TypeError, NotImplementedError) as exc:
+        except (ValueError, TypeError, NotImplementedError) as exc:  # convert_to_messages raises all three
             raise InvalidInputError(f"cannot read the input as messages: {exc}") from None
     return None
 

@@ -32,6 +32,7 @@ import pytest
 import yaml
 from PIL import Image
 
+from langchain_nemoguard._process import stop_process
 from langchain_nemoguard.core.guard import IMAGE_ONLY_PROMPT
 from langchain_nemoguard.simulator.server import SimulatorServer
 
@@ -209,12 +210,7 @@ def proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxy]:
             _wait_ready(base, process, tmp / "proxy.log")
             yield Proxy(base, capture, sim, time.monotonic() - started)
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop_process(process)
             log.close()
 
 

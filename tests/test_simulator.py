@@ -25,6 +25,7 @@ import httpx
 import pytest
 from PIL import Image
 
+from langchain_nemoguard._process import stop_process
 from langchain_nemoguard.simulator import (
     BANNER,
     BUILTIN_TAXONOMY,
@@ -757,8 +758,7 @@ def test_cli_banner_and_serving() -> None:
             "User Safety: unsafe"
         )
     finally:
-        proc.terminate()
-        proc.wait(timeout=15)
+        stop_process(proc)
         if proc.stderr is not None:
             proc.stderr.close()
 
