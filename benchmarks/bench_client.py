@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from langchain_nemoguard.cli import main
+from langchain_nemoguard.cli.main import main
 
 if __name__ == "__main__":
     out = Path(__file__).parent / "results" / "client.json"

@@ -18,8 +18,8 @@ from langchain_core.messages import AIMessage, HumanMessage
 from PIL import Image
 
 from langchain_nemoguard import ImageOptions
-from langchain_nemoguard.demo import guard_or_simulator as guard_endpoint
-from langchain_nemoguard.runnable import ContentBlockedError
+from langchain_nemoguard.cli.demo import guard_or_simulator as guard_endpoint
+from langchain_nemoguard.langchain.runnable import ContentBlockedError
 
 
 def png_base64(color: tuple[int, int, int]) -> str:

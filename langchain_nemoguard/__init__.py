@@ -15,8 +15,8 @@ from .core import __all__ as _core_all
 __version__ = "0.1.0"
 
 _LAZY = {
-    "GuardedRunnable": "runnable",
-    "NemoGuardMiddleware": "middleware",
+    "GuardedRunnable": "langchain.runnable",
+    "NemoGuardMiddleware": "langchain.middleware",
 }
 
 

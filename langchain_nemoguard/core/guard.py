@@ -277,7 +277,7 @@ class NemoGuard:
 
     def wrap(self, runnable: Any, **kwargs: Any) -> Any:
         """A LangChain Runnable that checks ``runnable``'s input and output (``pip install ...[langchain]``)."""
-        from ..runnable import GuardedRunnable
+        from ..langchain.runnable import GuardedRunnable
 
         return GuardedRunnable(guard=self, inner=runnable, **kwargs)
 

@@ -48,7 +48,7 @@ from urllib.parse import unquote_to_bytes
 import httpx
 from PIL import Image, UnidentifiedImageError
 
-from .errors import ConfigurationError, ImageError, ImageTooLargeError, UnsafeURLError
+from ..errors import ConfigurationError, ImageError, ImageTooLargeError, UnsafeURLError
 
 __all__ = [
     "ImageOptions",

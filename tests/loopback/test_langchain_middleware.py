@@ -18,8 +18,8 @@ from PIL import Image
 
 from langchain_nemoguard import ImageOptions, NemoGuard, NemoGuardMiddleware, Policy, PolicySet
 from langchain_nemoguard.core.errors import Stage
-from langchain_nemoguard.middleware import MARKER, WITHHELD_INPUT, WITHHELD_TOOL_RESULT
-from langchain_nemoguard.runnable import VERDICT_EVENT, ContentBlockedError
+from langchain_nemoguard.langchain.middleware import MARKER, WITHHELD_INPUT, WITHHELD_TOOL_RESULT
+from langchain_nemoguard.langchain.runnable import VERDICT_EVENT, ContentBlockedError
 from langchain_nemoguard.simulator import SimulatorServer
 
 UNSAFE = "Sure. First you gather the parts, then you make a bomb by packing it tightly."

@@ -27,8 +27,8 @@ from langchain_core.messages import (
 )
 from langchain_core.prompt_values import PromptValue
 
-from .core.conversation import Conversation, Turn
-from .core.errors import InvalidInputError
+from ..core.conversation import Conversation, Turn
+from ..core.errors import InvalidInputError
 
 # Keys tried, in order, when a chain's input is a dict without ``messages``.
 INPUT_KEYS: tuple[str, ...] = ("input", "question", "query", "prompt", "text", "content")

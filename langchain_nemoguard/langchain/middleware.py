@@ -44,13 +44,13 @@ from langchain_core.runnables import RunnableConfig
 from langchain_core.runnables.config import var_child_runnable_config
 from langgraph.runtime import Runtime
 
-from .core.conversation import Conversation
-from .core.errors import Stage
-from .core.guard import NemoGuard
-from .core.policy import Policy
-from .core.streaming import for_stage
-from .core.verdict import Action, Verdict
-from .lc_messages import (
+from ..core.conversation import Conversation
+from ..core.errors import Stage
+from ..core.guard import NemoGuard
+from ..core.policy import Policy
+from ..core.streaming import for_stage
+from ..core.verdict import Action, Verdict
+from .messages import (
     assistant_text,
     conversation_from_messages,
     last_user_text,

@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 import yaml
 
-from langchain_nemoguard.serve import DEFAULT_MODEL, ServeOptions, vllm_flags
+from langchain_nemoguard.cli.vllm_server import DEFAULT_MODEL, ServeOptions, vllm_flags
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SERVER = REPO / "server"
 DEFAULTS = ServeOptions()
 EXPECTED_ARGS = [DEFAULT_MODEL, *vllm_flags(DEFAULTS)]

@@ -29,8 +29,8 @@ from PIL import Image
 from langchain_nemoguard import ImageOptions, NemoGuard, Policy, PolicySet, StreamOptions
 from langchain_nemoguard.core.errors import ContentBlockedError as CoreContentBlockedError
 from langchain_nemoguard.core.errors import PolicyNotFoundError, Stage
-from langchain_nemoguard.lc_messages import conversation_from_input, message_images, output_text
-from langchain_nemoguard.runnable import (
+from langchain_nemoguard.langchain.messages import conversation_from_input, message_images, output_text
+from langchain_nemoguard.langchain.runnable import (
     POLICY_CONFIG_KEY,
     UNCHECKED_TAG,
     VERDICT_EVENT,

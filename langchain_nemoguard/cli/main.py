@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from .core import (
+from ..core import (
     ConfigurationError,
     ImageOptions,
     InvalidInputError,
@@ -20,7 +20,7 @@ from .core import (
     PolicySet,
     Verdict,
 )
-from .core.formats import MODES
+from ..core.formats import MODES
 
 EXIT_SAFE, EXIT_UNSAFE, EXIT_ERROR = 0, 1, 2
 
@@ -174,10 +174,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="write results JSON here")
     p.set_defaults(func=_cmd_bench)
 
-    from .simulator.cli import add_parser as add_simulate
+    from ..simulator.cli import add_parser as add_simulate
 
     add_simulate(sub)
-    from .serve import add_parser as add_serve
+    from .vllm_server import add_parser as add_serve
 
     add_serve(sub)
     return parser

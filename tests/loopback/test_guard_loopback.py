@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import pytest
 
 from langchain_nemoguard import ErrorCode, NemoGuard, Policy
-from langchain_nemoguard.cli import main as cli_main
+from langchain_nemoguard.cli.main import main as cli_main
 from langchain_nemoguard.simulator import SimulatorConfig, SimulatorServer
 
 

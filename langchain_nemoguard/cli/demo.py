@@ -18,8 +18,8 @@ from typing import Any
 
 from PIL import Image
 
-from .core import NemoGuard, Policy, Verdict
-from .core.providers import endpoint_configured
+from ..core import NemoGuard, Policy, Verdict
+from ..core.providers import endpoint_configured
 
 KIDS = Policy(
     name="kids-tutor",
@@ -103,7 +103,7 @@ def endpoint_or_simulator(use_real: bool, base_url: str | None) -> Iterator[tupl
     if use_real:
         yield base_url, False
         return
-    from .simulator import SimulatorServer
+    from ..simulator import SimulatorServer
 
     bar = "!" * 78
     notice = [
@@ -153,7 +153,7 @@ def _table(rows: list[list[str]], headers: list[str]) -> str:
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    from .cli import guard_from_args
+    from .main import guard_from_args
 
     with _endpoint(args) as (base_url, _simulated):
         args.base_url = base_url

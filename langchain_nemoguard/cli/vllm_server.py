@@ -36,8 +36,8 @@ import httpx
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from .core import providers
-from .core.errors import ConfigurationError, NemoGuardError
+from ..core import providers
+from ..core.errors import ConfigurationError, NemoGuardError
 
 DEFAULT_MODEL = "nvidia/Nemotron-3.5-Content-Safety"
 HOSTED_MODEL_ID = "nvidia/nemotron-3.5-content-safety"
@@ -723,7 +723,7 @@ def run_from_args(args: argparse.Namespace, *, cli_probe: CliProbe = probe_vllm_
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m langchain_nemoguard.serve``: the same command without the project CLI around it."""
+    """``python -m langchain_nemoguard.cli.vllm_server``: the same command without the project CLI around it."""
     parser = configure_parser(argparse.ArgumentParser(prog="nemoguard serve", description=__doc__))
     args = parser.parse_args(argv)
     return int(args.func(args))

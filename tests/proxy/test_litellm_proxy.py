@@ -38,7 +38,7 @@ from langchain_nemoguard.simulator.server import SimulatorServer
 
 pytestmark = [pytest.mark.proxy, pytest.mark.timeout(180)]
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 MASTER_KEY = "sk-nemoguard-test-" + "0" * 32
 SAFE_ANSWER = "Paris is the capital of France."
 # Two windows of safe text (first window 200 chars), then an unsafe sentence, then more text.

@@ -23,9 +23,8 @@ from typing import Any
 
 import pytest
 
-from langchain_nemoguard import serve as serve_mod
-from langchain_nemoguard.core.errors import ConfigurationError
-from langchain_nemoguard.serve import (
+from langchain_nemoguard.cli import vllm_server as serve_mod
+from langchain_nemoguard.cli.vllm_server import (
     API_SERVER_MODULE,
     DEFAULT_MODEL,
     HOSTED_MODEL_ID,
@@ -35,8 +34,9 @@ from langchain_nemoguard.serve import (
     probe_vllm_cli,
     serve,
 )
+from langchain_nemoguard.core.errors import ConfigurationError
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 PY = sys.executable
 DEFAULT_FLAGS = [
     "--served-model-name",
@@ -398,7 +398,7 @@ def test_dry_run_prints_the_exact_command(capsys: pytest.CaptureFixture[str]) ->
 def test_dry_run_as_a_module_exits_zero(tmp_path: Path) -> None:
     python = make_env(tmp_path, None)
     result = subprocess.run(
-        [PY, "-m", "langchain_nemoguard.serve", "--dry-run", "--python", python, "--model", "some model"],
+        [PY, "-m", "langchain_nemoguard.cli.vllm_server", "--dry-run", "--python", python, "--model", "some model"],
         capture_output=True,
         text=True,
         timeout=60,
@@ -572,7 +572,7 @@ def test_blocking_serve_returns_the_status_of_a_server_that_stops_by_itself(fake
 def run_serve_cli(fake: FakeVLLM, *extra: str) -> tuple[subprocess.Popen[str], ServeOptions]:
     opts = fake.options()
     env = {**os.environ, **opts.env}
-    argv = [PY, "-m", "langchain_nemoguard.serve", "--python", str(fake.python), "--entrypoint", "module"]
+    argv = [PY, "-m", "langchain_nemoguard.cli.vllm_server", "--python", str(fake.python), "--entrypoint", "module"]
     argv += ["--host", "127.0.0.1", "--port", str(opts.port), "--timeout", "30", *extra]
     proc = subprocess.Popen(
         argv, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True

@@ -2,7 +2,7 @@
 
 Run it with the vLLM venv's interpreter (it needs torch, transformers and tokenizers)::
 
-    .venv-vllm/bin/python tests/vllm_tier/build_tiny_model.py .cache/vllm-tier/tiny-nemotron
+    .venv-vllm/bin/python tests/vllm/build_tiny_model.py .cache/vllm-tier/tiny-nemotron
 
 It stands in for ``nvidia/Nemotron-3.5-Content-Safety`` (also a ``Gemma3ForConditionalGeneration``) in the real
 vLLM test tier: same architecture and processor, 218k random parameters instead of 4B trained ones, and a chat

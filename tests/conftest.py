@@ -22,10 +22,10 @@ from pathlib import Path
 
 import pytest
 
-from langchain_nemoguard.serve import ServeError, ServeOptions, VLLMServer, serve
+from langchain_nemoguard.cli.vllm_server import ServeError, ServeOptions, VLLMServer, serve
 
-REPO = Path(__file__).resolve().parents[2]
-BUILDER = Path(__file__).with_name("build_tiny_model.py")
+REPO = Path(__file__).resolve().parents[1]
+BUILDER = Path(__file__).parent / "vllm" / "build_tiny_model.py"
 TIER_DIR = REPO / ".cache" / "vllm-tier"  # git-ignored; kept between sessions
 MODEL_DIR = TIER_DIR / "tiny-model"
 # vLLM caches its model inspection here (a subprocess that imports torch and vllm): a warm cache starts ~15 s

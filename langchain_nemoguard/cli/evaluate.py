@@ -24,7 +24,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from .core import InvalidInputError, NemoGuard, Verdict
+from ..core import InvalidInputError, NemoGuard, Verdict
 
 OPENAI_LABELS = ("S", "H", "V", "HR", "SH", "S3", "H2", "V2")
 
@@ -178,8 +178,8 @@ def markdown(report: dict[str, Any]) -> str:
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    from .cli import guard_from_args
     from .demo import _endpoint
+    from .main import guard_from_args
 
     examples = load_dataset(args.dataset)
     if args.limit:

@@ -26,9 +26,9 @@ from typing import Any
 import aiohttp
 import httpx
 
-from ._process import stop_process
-from .core import NemoGuard
-from .core.formats import CallSpec
+from .._process import stop_process
+from ..core import NemoGuard
+from ..core.formats import CallSpec
 
 Sender = Callable[[int], Awaitable[Any]]
 

@@ -2,7 +2,7 @@
 
 The model is random, so assertions are about structure (status codes, the rendered prompt, regex conformance,
 that a verdict parses), never about which verdict it is. Its chat template implements the Nemotron 3.5 kwargs
-contract (tests/vllm_tier/build_tiny_model.py), so what these tests see of the prompt is what the real model's
+contract (tests/vllm/build_tiny_model.py), so what these tests see of the prompt is what the real model's
 template does with the same request, modulo the exact wording.
 """
 

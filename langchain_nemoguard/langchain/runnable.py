@@ -6,7 +6,7 @@
 
 How a call runs:
 
-1. the user turn is read from the input (``lc_messages``) and checked (``Stage.INPUT``); with
+1. the user turn is read from the input (``langchain.messages``) and checked (``Stage.INPUT``); with
    ``parallel=True`` the inner runnable starts at the same time and its result is released only after an
    allowing verdict (a block cancels it);
 2. the inner runnable runs with two extra tags: ``nostream`` (LangGraph's ``stream_mode="messages"`` then
@@ -48,14 +48,14 @@ from langchain_core.runnables.utils import ConfigurableFieldSpec
 from langchain_core.tracers.base import AsyncBaseTracer, BaseTracer
 from pydantic import ConfigDict, Field, field_validator
 
-from .core.conversation import Conversation
-from .core.errors import ContentBlockedError as CoreContentBlockedError
-from .core.errors import InvalidInputError, Stage
-from .core.guard import NemoGuard
-from .core.policy import Policy
-from .core.streaming import StreamGuard, StreamOptions, StreamRefusal, for_stage
-from .core.verdict import Action, Verdict
-from .lc_messages import OUTPUT_KEYS, chunk_text, conversation_from_input, output_text
+from ..core.conversation import Conversation
+from ..core.errors import ContentBlockedError as CoreContentBlockedError
+from ..core.errors import InvalidInputError, Stage
+from ..core.guard import NemoGuard
+from ..core.policy import Policy
+from ..core.streaming import StreamGuard, StreamOptions, StreamRefusal, for_stage
+from ..core.verdict import Action, Verdict
+from .messages import OUTPUT_KEYS, chunk_text, conversation_from_input, output_text
 
 POLICY_CONFIG_KEY = "nemoguard_policy"
 """``configurable`` key that picks a named policy for one call."""

@@ -1,0 +1,1 @@
+"""The ``nemoguard`` command line."""

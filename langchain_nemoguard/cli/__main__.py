@@ -1,0 +1,8 @@
+"""``python -m langchain_nemoguard.cli``: the ``nemoguard`` command."""
+
+import sys
+
+from .main import main
+
+if __name__ == "__main__":
+    sys.exit(main())
