@@ -33,7 +33,7 @@ from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable
 
-from langchain_nemoguard import NemoGuard
+from langchain_nemoguard import CacheOptions, NemoGuard
 from langchain_nemoguard.simulator import SimulatorConfig, SimulatorServer
 
 ANSWER = " ".join(["Paris is the capital of France and sits on the river Seine."] * 8)
@@ -113,7 +113,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             f"guard endpoint: the nemoguard interface simulator (a test double) at {sim.base_url}",
             file=sys.stderr,
         )
-        guard = NemoGuard(base_url=sim.base_url, cache_size=0)  # every call reaches the endpoint
+        guard = NemoGuard(base_url=sim.base_url, cache=CacheOptions(size=0))  # every call reaches the endpoint
         model = SlowChat(delay_s=args.model_ms / 1000)
         prompt = "What is the capital of France?"
         chains: dict[str, Runnable[Any, Any]] = {

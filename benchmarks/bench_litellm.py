@@ -36,7 +36,7 @@ from typing import Any
 import httpx
 import yaml
 
-from langchain_nemoguard._process import stop_process
+from langchain_nemoguard.simulator.process import stop_process
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "litellm.json"

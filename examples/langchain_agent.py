@@ -21,7 +21,7 @@ from langchain_core.messages import AIMessage, HumanMessage
 from langchain_core.tools import tool
 
 from langchain_nemoguard import NemoGuard, NemoGuardMiddleware
-from langchain_nemoguard.cli.demo import guard_or_simulator as guard_endpoint
+from langchain_nemoguard.simulator import guard_or_simulator as guard_endpoint
 
 
 class ScriptedModel(GenericFakeChatModel):

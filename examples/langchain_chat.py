@@ -16,8 +16,8 @@ from langchain_core.messages import AIMessage
 from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
 
-from langchain_nemoguard.cli.demo import guard_or_simulator as guard_endpoint
-from langchain_nemoguard.langchain.runnable import ContentBlockedError
+from langchain_nemoguard import ContentBlockedError
+from langchain_nemoguard.simulator import guard_or_simulator as guard_endpoint
 
 
 def main() -> int:

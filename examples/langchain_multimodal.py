@@ -17,9 +17,8 @@ from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage, HumanMessage
 from PIL import Image
 
-from langchain_nemoguard import ImageOptions
-from langchain_nemoguard.cli.demo import guard_or_simulator as guard_endpoint
-from langchain_nemoguard.langchain.runnable import ContentBlockedError
+from langchain_nemoguard import ContentBlockedError, ImageOptions
+from langchain_nemoguard.simulator import guard_or_simulator as guard_endpoint
 
 
 def png_base64(color: tuple[int, int, int]) -> str:
@@ -30,7 +29,7 @@ def png_base64(color: tuple[int, int, int]) -> str:
 
 def main() -> int:
     # PNG re-encoding keeps the simulator's exact-colour rule exact (JPEG would shift pure red to 254).
-    with guard_endpoint(image_options=ImageOptions(output_format="PNG")) as guard:
+    with guard_endpoint(images=ImageOptions(output_format="PNG")) as guard:
         model = GenericFakeChatModel(messages=iter([AIMessage("A calm blue square."), AIMessage("unused")]))
         chain = guard.wrap(model)
         blue = HumanMessage(

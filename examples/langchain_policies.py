@@ -20,8 +20,8 @@ from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage
 from langchain_core.output_parsers import StrOutputParser
 
-from langchain_nemoguard.cli.demo import guard_or_simulator as guard_endpoint
-from langchain_nemoguard.langchain.runnable import ContentBlockedError
+from langchain_nemoguard import ContentBlockedError
+from langchain_nemoguard.simulator import guard_or_simulator as guard_endpoint
 
 POLICIES = Path(__file__).with_name("policies.yaml")
 

@@ -17,9 +17,8 @@ import sys
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage
 
-from langchain_nemoguard import NemoGuard, StreamOptions
-from langchain_nemoguard.cli.demo import guard_or_simulator as guard_endpoint
-from langchain_nemoguard.langchain.runnable import ContentBlockedError
+from langchain_nemoguard import ContentBlockedError, NemoGuard, StreamOptions
+from langchain_nemoguard.simulator import guard_or_simulator as guard_endpoint
 
 STORY = (
     "Once upon a time a young engineer built a little robot that loved to paint sunsets over the harbour. "

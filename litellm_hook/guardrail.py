@@ -24,48 +24,46 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import AsyncGenerator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Mapping
 from pathlib import Path
 from typing import Any, ClassVar, Final, Literal
 
 from fastapi import HTTPException
 from litellm.integrations.custom_guardrail import CustomGuardrail
 from litellm.types.guardrails import GuardrailEventHooks
-from litellm.types.utils import (
-    CallTypesLiteral,
-    GenericGuardrailAPIInputs,
-    GuardrailStatus,
-    ModelResponseStream,
-    StreamingChoices,
-)
+from litellm.types.proxy.guardrails.guardrail_hooks.base import GuardrailConfigModel
+from litellm.types.utils import CallTypesLiteral, GenericGuardrailAPIInputs, ModelResponseStream
 
-from langchain_nemoguard.core import (
-    Action,
+from langchain_nemoguard.core.conversation import Conversation
+from langchain_nemoguard.core.errors import (
     ConfigurationError,
     ContentBlockedError,
-    Conversation,
     InvalidInputError,
-    NemoGuard,
-    Policy,
     PolicyNotFoundError,
-    PolicySet,
     Stage,
-    StreamGuard,
-    StreamOptions,
-    StreamRefusal,
-    Verdict,
-    for_stage,
 )
-from langchain_nemoguard.core.conversation import split_content
+from langchain_nemoguard.core.guard import NemoGuard
+from langchain_nemoguard.core.policy import Policy, PolicySet
+from langchain_nemoguard.core.streaming import StreamGuard, StreamRefusal
+from langchain_nemoguard.core.verdict import Outcome, Verdict
+
+from .config import SETTING_NAMES, NemoGuardrailConfigModel, NemoGuardrailSettings, resolve_env
+from .translate import (
+    chunk_text,
+    conversation_from_messages,
+    final_chunk,
+    image_only_turn,
+    last_user_prompt,
+    metadata_buckets,
+    request_conversation,
+    status,
+)
 
 logger = logging.getLogger("langchain_nemoguard.litellm")
 
 GUARDRAIL_PROVIDER: Final = "nemoguard"
 # The key a request, a virtual key or a team names a policy with, in its metadata.
 POLICY_METADATA_KEY: Final = "nemoguard_policy"
-
-_ENV_PREFIX: Final = "os.environ/"
-_ACTIONS: Final = frozenset(a.value for a in Action if a is not Action.ALLOW)
 
 
 class NemoGuardrail(CustomGuardrail):
@@ -107,25 +105,28 @@ class NemoGuardrail(CustomGuardrail):
         event_hook: Any = None,
         default_on: bool = False,
         *,
-        api_base: str | None = None,
-        api_key: str | None = None,
-        guard_model: str | None = None,
-        provider: str | None = None,
-        guard_mode: Literal["fast", "categories", "think"] = "categories",
-        policy_file: str | os.PathLike[str] | None = None,
-        policy: str | None = None,
-        on_error: Literal["block", "allow"] | None = None,
-        timeout: float | None = None,
-        max_retries: int = 2,
-        action: str | None = None,
-        stream_window_chars: int | None = None,
-        stream_overlap_chars: int | None = None,
-        stream_first_window_chars: int | None = None,
-        stream_pass_through: bool = False,
-        allow_request_policy: bool = True,
         guard: NemoGuard | None = None,
         **kwargs: Any,
     ) -> None:
+        """Build the guardrail from a proxy config entry or by hand.
+
+        Args:
+            guardrail_name: The entry's ``guardrail_name``.
+            event_hook: LiteLLM's ``mode``: ``pre_call``, ``during_call``, ``post_call`` or a list of them.
+            default_on: Run on every request, not only those that name the guardrail.
+            guard: A ready :class:`NemoGuard` (the NemoGuard settings are then only used for streams and
+                request policies).
+            **kwargs: The NemoGuard settings (:class:`NemoGuardrailSettings`: ``api_base``, ``api_key``,
+                ``guard_model``, ``provider``, ``guard_mode``, ``policy_file``, ``policy``, ``on_error``,
+                ``timeout``, ``max_retries``, ``action``, ``stream_*``, ``allow_request_policy``) and
+                LiteLLM's own settings, which go to ``CustomGuardrail``.
+
+        Raises:
+            ConfigurationError: A setting is invalid (the proxy does not start with a guess).
+        """
+        ours = {k: kwargs.pop(k) for k in list(kwargs) if k in SETTING_NAMES and k != "timeout"}
+        timeout = kwargs.pop("timeout", None)
+        settings = NemoGuardrailSettings.from_params({**ours, "timeout": timeout})
         # Forward LiteLLM's own settings (mode, default_on, timeout and the defaulted extras that LiteLLM always
         # passes): without event_hook the guardrail would run on every hook of every request.
         super().__init__(
@@ -136,38 +137,18 @@ class NemoGuardrail(CustomGuardrail):
             timeout=timeout,
             **kwargs,
         )
+        on_error = settings.on_error
         if on_error is None:
             # LiteLLM's generic knobs, when a user reaches for them: fail_open / fail_on_error=False.
             fail_open = (
                 kwargs.get("unreachable_fallback") == "fail_open" or kwargs.get("fail_on_error") is False
             )
             on_error = "allow" if fail_open else "block"
-        if action is not None and action not in _ACTIONS:
-            raise ConfigurationError(f"action must be one of {', '.join(sorted(_ACTIONS))}, got {action!r}")
-        self.allow_request_policy = allow_request_policy
-        self.stream_options = _stream_options(
-            stream_window_chars, stream_overlap_chars, stream_first_window_chars, stream_pass_through
-        )
+        self.settings = settings
+        self.allow_request_policy = settings.allow_request_policy
+        self.stream_options = settings.stream_options()
         if guard is None:
-            policies = _with_default_action(
-                PolicySet.load(_policy_path(policy_file)) if policy_file is not None else None, action
-            )
-            default_policy: Policy | str | None = policy
-            if policies is None and action is not None and policy is None:
-                default_policy = Policy(actions={"*": Action(action)})
-            guard = NemoGuard(
-                base_url=_env(api_base),
-                provider=provider,
-                model=guard_model,
-                api_key=_env(api_key),
-                mode=guard_mode,
-                policy=default_policy,
-                policies=policies,
-                on_error=on_error,
-                timeout=float(timeout) if timeout else 10.0,
-                max_retries=max_retries,
-                stream_options=self.stream_options,
-            )
+            guard = _build_guard(settings, on_error)
         self.guard = guard
 
     def __repr__(self) -> str:  # the guard's repr never shows the key
@@ -175,7 +156,13 @@ class NemoGuardrail(CustomGuardrail):
 
     @classmethod
     def get_supported_event_hooks(cls) -> list[GuardrailEventHooks]:
+        """pre_call, during_call and post_call."""
         return list(cls.SUPPORTED_EVENT_HOOKS)
+
+    @staticmethod
+    def get_config_model() -> type[GuardrailConfigModel[Any]] | None:  # type: ignore[override]
+        """The typed settings model LiteLLM reads (its admin UI renders the fields from it)."""
+        return NemoGuardrailConfigModel
 
     # --- LiteLLM hooks -------------------------------------------------------------------------------------------
 
@@ -189,7 +176,7 @@ class NemoGuardrail(CustomGuardrail):
         """The unified entry point: pre_call (``request``) and post_call (``response``), streamed or not."""
         policy = self._policy_for(request_data)
         if input_type == "request":
-            conversation = _request_conversation(inputs, request_data)
+            conversation = request_conversation(inputs, request_data)
             if conversation is None:
                 return inputs
             verdict = await self._judge(conversation, policy, request_data, Stage.INPUT, self._input_event())
@@ -199,7 +186,7 @@ class NemoGuardrail(CustomGuardrail):
         response_text = "\n".join(t for t in texts if t)
         if not response_text.strip():
             return inputs
-        prompt = _last_user_prompt(request_data)
+        prompt = last_user_prompt(request_data)
         verdict = await self._judge(
             Conversation(prompt=prompt, response=response_text),
             policy,
@@ -207,7 +194,7 @@ class NemoGuardrail(CustomGuardrail):
             Stage.OUTPUT,
             GuardrailEventHooks.post_call,
         )
-        if self._enforce(verdict, Stage.OUTPUT, policy, request_data) is Action.REWRITE:
+        if self._enforce(verdict, Stage.OUTPUT, policy, request_data) is Outcome.REFUSE:
             return {**inputs, "texts": [policy.refusal, *([""] * (len(texts) - 1))]}
         return inputs
 
@@ -219,7 +206,7 @@ class NemoGuardrail(CustomGuardrail):
         messages = data.get("messages")
         if not isinstance(messages, list):
             return
-        conversation = _image_only_turn(messages)
+        conversation = image_only_turn(messages)
         if conversation is None:
             return
         policy = self._policy_for(data)
@@ -239,7 +226,7 @@ class NemoGuardrail(CustomGuardrail):
             return await unified_guardrail.async_moderation_hook(
                 data=data, user_api_key_dict=user_api_key_dict, call_type=call_type
             )
-        conversation = _conversation_from_messages(messages)
+        conversation = conversation_from_messages(messages)
         if conversation is None:
             return data
         policy = self._policy_for(data)
@@ -259,7 +246,7 @@ class NemoGuardrail(CustomGuardrail):
         policy = self._policy_for(request_data)
         stream = StreamGuard(
             self.guard,
-            prompt=_last_user_prompt(request_data),
+            prompt=last_user_prompt(request_data),
             policy=policy,
             options=self.stream_options,
             stage=Stage.OUTPUT,
@@ -267,9 +254,9 @@ class NemoGuardrail(CustomGuardrail):
         sent = 0
         last: ModelResponseStream | None = None
         try:
-            async for item in stream.aiter(response, _chunk_text):
+            async for item in stream.aiter(response, chunk_text):
                 if isinstance(item, StreamRefusal):
-                    yield _final_chunk(last, policy.refusal)
+                    yield final_chunk(last, policy.refusal)
                     return
                 last = item
                 sent += 1
@@ -277,7 +264,7 @@ class NemoGuardrail(CustomGuardrail):
         except ContentBlockedError as exc:
             if sent == 0:
                 raise self._http_error(exc.verdict, Stage.OUTPUT) from None
-            yield _final_chunk(last, None)
+            yield final_chunk(last, None)
         finally:
             for verdict in stream.verdicts:
                 self._record(verdict, request_data, Stage.OUTPUT, GuardrailEventHooks.post_call)
@@ -288,7 +275,7 @@ class NemoGuardrail(CustomGuardrail):
         """The request's policy: named in the request, else by the key, else by the team, else the default."""
         name = self._requested_policy(request_data)
         try:
-            return self.guard._resolve_policy(name)
+            return self.guard.policy_for(name)
         except (PolicyNotFoundError, ConfigurationError) as exc:
             raise HTTPException(
                 status_code=400,
@@ -310,11 +297,11 @@ class NemoGuardrail(CustomGuardrail):
                     extra = params.get("extra_body") if isinstance(params, Mapping) else None
                     if isinstance(extra, Mapping) and extra.get("policy"):
                         return str(extra["policy"])
-        for bucket in _metadata_buckets(request_data):
+        for bucket in metadata_buckets(request_data):
             if self.allow_request_policy and bucket.get(POLICY_METADATA_KEY):
                 return str(bucket[POLICY_METADATA_KEY])
         for owner in ("user_api_key_metadata", "user_api_key_team_metadata"):
-            for bucket in _metadata_buckets(request_data):
+            for bucket in metadata_buckets(request_data):
                 meta = bucket.get(owner)
                 if isinstance(meta, Mapping) and meta.get(POLICY_METADATA_KEY):
                     return str(meta[POLICY_METADATA_KEY])
@@ -331,7 +318,7 @@ class NemoGuardrail(CustomGuardrail):
         event: GuardrailEventHooks,
     ) -> Verdict:
         try:
-            verdict = await self.guard.acheck(conversation=conversation, policy=policy)
+            verdict = await self.guard.acheck(conversation=conversation, policy=policy, stage=stage)
         except InvalidInputError as exc:
             raise HTTPException(
                 status_code=400,
@@ -343,22 +330,22 @@ class NemoGuardrail(CustomGuardrail):
                     }
                 },
             ) from None
-        verdict = for_stage(verdict, stage)
         self._record(verdict, request_data, stage, event)
         return verdict
 
-    def _enforce(self, verdict: Verdict, stage: Stage, policy: Policy, request_data: dict) -> Action:
-        """Pass (allow/log), rewrite (input: a refusal completion, the model is not called) or raise."""
-        if verdict.allowed:
-            return verdict.action
-        if verdict.action is Action.REWRITE and verdict.error is None:
+    def _enforce(self, verdict: Verdict, stage: Stage, policy: Policy, request_data: dict) -> Outcome:
+        """Pass (allow/log), refuse (input: a refusal completion, the model is not called) or raise."""
+        outcome = verdict.outcome
+        if outcome is Outcome.PASS:
+            return outcome
+        if outcome is Outcome.REFUSE:
             if stage is Stage.INPUT:
                 self.raise_passthrough_exception(
                     violation_message=policy.refusal,
                     request_data=request_data,
                     detection_info={"categories": list(verdict.categories), "stage": stage.value},
                 )
-            return Action.REWRITE
+            return outcome
         raise self._http_error(verdict, stage)
 
     def _http_error(self, verdict: Verdict, stage: Stage) -> HTTPException:
@@ -375,7 +362,7 @@ class NemoGuardrail(CustomGuardrail):
         self.add_standard_logging_guardrail_information_to_request_data(
             guardrail_json_response={**verdict.to_dict(), "stage": stage.value},
             request_data=request_data,
-            guardrail_status=_status(verdict),
+            guardrail_status=status(verdict),
             duration=verdict.latency_ms / 1e3,
             guardrail_provider=GUARDRAIL_PROVIDER,
             event_type=event,
@@ -400,23 +387,40 @@ class NemoGuardrail(CustomGuardrail):
         return GuardrailEventHooks.pre_call if "pre_call" in names else GuardrailEventHooks.during_call
 
 
-# --- helpers (pure) ---------------------------------------------------------------------------------------------
+# --- helpers ------------------------------------------------------------------------------------------------
 
 
-def _env(value: str | None) -> str | None:
-    """Resolve LiteLLM's ``os.environ/NAME`` references (the proxy does it for api_base/api_key, the SDK not)."""
-    if value is None or not value.startswith(_ENV_PREFIX):
-        return value
-    name = value[len(_ENV_PREFIX) :]
-    resolved = os.environ.get(name)
-    if resolved is None:
-        raise ConfigurationError(f"environment variable {name} is not set (referenced as {value!r})")
-    return resolved
+def _build_guard(settings: NemoGuardrailSettings, on_error: Literal["block", "allow"]) -> NemoGuard:
+    """The guard a config entry describes. ``action`` is every policy's default action (through the core's
+    one override path, ``Policy.with_overrides(default_action=...)``): a category a policy maps keeps its own."""
+    policies: PolicySet | None = None
+    if settings.policy_file is not None:
+        loaded = PolicySet.load(_policy_path(settings.policy_file))
+        policies = PolicySet(
+            {name: p.with_overrides(default_action=settings.action) for name, p in loaded.items()},
+            default=loaded.default_name,
+        )
+    default_policy: Policy | str | None = settings.policy
+    if policies is None and settings.action is not None and settings.policy is None:
+        default_policy = Policy().with_overrides(default_action=settings.action)
+    return NemoGuard(
+        base_url=resolve_env(settings.api_base),
+        provider=settings.provider,
+        model=settings.guard_model,
+        api_key=resolve_env(settings.api_key),
+        mode=settings.guard_mode,
+        policy=default_policy,
+        policies=policies,
+        on_error=on_error,
+        timeout=float(settings.timeout) if settings.timeout else 10.0,
+        max_retries=settings.max_retries,
+        stream=settings.stream_options(),
+    )
 
 
 def _policy_path(value: str | os.PathLike[str]) -> Path:
     """A relative ``policy_file`` is looked up from the working directory, then beside the proxy's config."""
-    path = Path(_env(os.fspath(value)) or "")
+    path = Path(resolve_env(os.fspath(value)) or "")
     if path.is_absolute() or path.exists():
         return path
     try:
@@ -427,113 +431,3 @@ def _policy_path(value: str | os.PathLike[str]) -> Path:
     if isinstance(config, str) and (Path(config).parent / path).exists():
         return Path(config).parent / path
     return path
-
-
-def _stream_options(
-    window: int | None, overlap: int | None, first: int | None, pass_through: bool
-) -> StreamOptions:
-    defaults = StreamOptions()
-    return StreamOptions(
-        window_chars=window if window is not None else defaults.window_chars,
-        overlap_chars=overlap if overlap is not None else defaults.overlap_chars,
-        first_window_chars=first if first is not None else defaults.first_window_chars,
-        pass_through=bool(pass_through),
-    )
-
-
-def _with_default_action(policies: PolicySet | None, action: str | None) -> PolicySet | None:
-    """Give every policy without a ``"*"`` entry the configured default action."""
-    if policies is None or action is None:
-        return policies
-    updated = {
-        name: p if "*" in p.actions else p.model_copy(update={"actions": {**p.actions, "*": Action(action)}})
-        for name, p in policies.items()
-    }
-    return PolicySet(updated, default=policies.default_name)
-
-
-def _metadata_buckets(request_data: Mapping[str, Any]) -> list[Mapping[str, Any]]:
-    return [
-        b
-        for b in (request_data.get("metadata"), request_data.get("litellm_metadata"))
-        if isinstance(b, Mapping)
-    ]
-
-
-def _conversation_from_messages(messages: Sequence[Any]) -> Conversation | None:
-    """The last user turn of chat messages as the input to judge (a trailing assistant prefill is not judged)."""
-    try:
-        return Conversation.from_messages(messages, check_response=False)
-    except InvalidInputError:
-        return None  # nothing a user wrote (no user turn, or nothing judgeable in it)
-
-
-def _request_conversation(
-    inputs: GenericGuardrailAPIInputs, request_data: Mapping[str, Any]
-) -> Conversation | None:
-    messages = inputs.get("structured_messages") or request_data.get("messages")
-    if isinstance(messages, list) and messages:
-        return _conversation_from_messages(messages)
-    text = "\n".join(t for t in inputs.get("texts") or [] if t)
-    images = tuple(inputs.get("images") or ())
-    if not text.strip() and not images:
-        return None
-    return Conversation(prompt=text, images=images)
-
-
-def _image_only_turn(messages: Sequence[Any]) -> Conversation | None:
-    """The last user turn if it holds images and no text, else None."""
-    for msg in reversed(messages):
-        if isinstance(msg, Mapping) and msg.get("role") == "user":
-            try:
-                text, images = split_content(msg.get("content"))
-            except InvalidInputError:
-                return None
-            return Conversation(images=images) if images and not text.strip() else None
-    return None
-
-
-def _last_user_prompt(request_data: Mapping[str, Any]) -> str:
-    messages = request_data.get("messages")
-    if not isinstance(messages, list):
-        return ""
-    conversation = _conversation_from_messages(messages)
-    return conversation.prompt if conversation is not None else ""
-
-
-def _chunk_text(chunk: Any) -> str:
-    choices = getattr(chunk, "choices", None) or []
-    parts = []
-    for choice in choices:
-        delta = getattr(choice, "delta", None)
-        content = getattr(delta, "content", None)
-        if isinstance(content, str):
-            parts.append(content)
-    return "".join(parts)
-
-
-def _final_chunk(last: ModelResponseStream | None, content: str | None) -> ModelResponseStream:
-    """The chunk that ends a stream the guard stopped: the refusal (rewrite) or nothing (block)."""
-    from litellm.types.utils import Delta
-
-    fields: dict[str, Any] = {}
-    if last is not None:
-        fields = {"id": last.id, "model": last.model, "created": last.created}
-    return ModelResponseStream(
-        **fields,
-        choices=[
-            StreamingChoices(
-                index=0,
-                delta=Delta(content=content, role="assistant" if last is None else None),
-                finish_reason="content_filter",
-            )
-        ],
-    )
-
-
-def _status(verdict: Verdict) -> GuardrailStatus:
-    if verdict.error is not None:
-        return "guardrail_failed_to_respond"
-    if verdict.safe:
-        return "success"
-    return "guardrail_flagged" if verdict.allowed else "guardrail_intervened"

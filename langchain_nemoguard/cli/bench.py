@@ -14,9 +14,7 @@ import argparse
 import asyncio
 import json
 import os
-import socket
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -26,48 +24,12 @@ from typing import Any
 import aiohttp
 import httpx
 
-from .._process import stop_process
-from ..core import NemoGuard
 from ..core.formats import CallSpec
+from ..core.guard import NemoGuard
+from ..core.options import CacheOptions, TransportOptions
+from ..simulator.process import SimulatorProcess
 
 Sender = Callable[[int], Awaitable[Any]]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class SimulatorProcess:
-    """``python -m langchain_nemoguard.simulator`` in a child process, for fair timings."""
-
-    def __init__(self, latency_ms: float = 0.0) -> None:
-        self.port = _free_port()
-        self.latency_ms = latency_ms
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1"
-
-    def __enter__(self) -> SimulatorProcess:
-        cmd = [sys.executable, "-m", "langchain_nemoguard.simulator", "--port", str(self.port)]
-        cmd += ["--latency-ms", str(self.latency_ms)]
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"http://127.0.0.1:{self.port}/health", timeout=1).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        self.__exit__()
-        raise RuntimeError("the simulator did not start within 30 s")
-
-    def __exit__(self, *exc: object) -> None:
-        if self.proc is not None:
-            stop_process(self.proc, grace=10)
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -97,7 +59,9 @@ async def _throughput(send: Sender, n: int, concurrency: int, offset: int) -> fl
 
 
 async def _measure(base_url: str, args: argparse.Namespace) -> dict[str, dict[str, list[float]]]:
-    guard = NemoGuard(base_url, cache_size=0, max_concurrency=64, model="bench")
+    guard = NemoGuard(
+        base_url, model="bench", cache=CacheOptions(size=0), transport=TransportOptions(max_concurrency=64)
+    )
     prompts = [f"Question {i}: what is the capital of France?" for i in range(200_000)]
 
     def body(i: int) -> bytes:
@@ -167,7 +131,17 @@ async def _cache_ratio(base_url: str, n: int = 300) -> dict[str, float]:
     return {"miss_us": round(miss, 1), "hit_us": round(hit, 1), "ratio": round(miss / hit, 1)}
 
 
+def configure(p: argparse.ArgumentParser) -> None:
+    """The ``bench`` options."""
+    p.add_argument("--requests", type=int, default=400, help="requests per concurrency-64 throughput run")
+    p.add_argument("--latency-runs", type=int, default=200, help="sequential requests per p50/p99 run")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--out", default=None, help="write results JSON here")
+    p.set_defaults(func=run_bench)
+
+
 def run_bench(args: argparse.Namespace) -> int:
+    """Run the benchmark and print its table (and write JSON with ``--out``)."""
     report: dict[str, Any] = {
         "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
         "runs": {},

@@ -8,18 +8,16 @@ so the verdicts show the plumbing, not the model's judgement.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import io
 import shutil
-import sys
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from PIL import Image
 
-from ..core import NemoGuard, Policy, Verdict
-from ..core.providers import endpoint_configured
+from ..core.policy import Policy
+from ..core.verdict import Verdict
+from ._endpoint import add_endpoint_args, endpoint_for_args, guard_from_args
 
 KIDS = Policy(
     name="kids-tutor",
@@ -76,47 +74,6 @@ def scenarios() -> list[Scenario]:
     ]
 
 
-@contextlib.contextmanager
-def _endpoint(args: argparse.Namespace) -> Iterator[tuple[str | None, bool]]:
-    """Yields (base URL, simulated) for the CLI's flags: the configured URL, or an in-process simulator."""
-    flags = bool(getattr(args, "base_url", None) or getattr(args, "provider", None))
-    use_real = (flags or endpoint_configured()) and not getattr(args, "simulator", False)
-    with endpoint_or_simulator(use_real, args.base_url) as found:
-        yield found
-
-
-@contextlib.contextmanager
-def guard_or_simulator(**kwargs: Any) -> Iterator[NemoGuard]:
-    """A guard on the endpoint the environment names (``NEMOGUARD_BASE_URL`` / ``NEMOGUARD_PROVIDER``), or on an
-    in-process interface simulator, announced loudly. For examples and demos; production code builds its own."""
-    with (
-        endpoint_or_simulator(endpoint_configured(), kwargs.pop("base_url", None)) as (url, _),
-        NemoGuard(url, **kwargs) as guard,
-    ):
-        yield guard
-
-
-@contextlib.contextmanager
-def endpoint_or_simulator(use_real: bool, base_url: str | None) -> Iterator[tuple[str | None, bool]]:
-    """Yields (base URL, simulated): ``base_url`` (None: from the environment) when ``use_real``, else the URL
-    of an in-process simulator started for the duration, after a loud notice that it is a test double."""
-    if use_real:
-        yield base_url, False
-        return
-    from ..simulator import SimulatorServer
-
-    bar = "!" * 78
-    notice = [
-        "No guard endpoint configured: starting the INTERFACE SIMULATOR in-process.",
-        "It is a deterministic rule-based TEST DOUBLE, NOT A SAFETY MODEL: the verdicts below",
-        "show the plumbing only. Set NEMOGUARD_BASE_URL (or --base-url / --provider) to use",
-        "the real Nemotron 3.5 Content Safety model.",
-    ]
-    print("\n".join([bar, *(f"!! {line}" for line in notice), bar]), file=sys.stderr)
-    with SimulatorServer() as sim:
-        yield sim.base_url, True
-
-
 def _row(i: int, sc: Scenario, v: Verdict) -> list[str]:
     text = sc.prompt if sc.response is None else f"{sc.prompt} -> {sc.response}"
     if sc.images:
@@ -152,10 +109,18 @@ def _table(rows: list[list[str]], headers: list[str]) -> str:
     return "\n".join(out)
 
 
-def run_demo(args: argparse.Namespace) -> int:
-    from .main import guard_from_args
+def configure(p: argparse.ArgumentParser) -> None:
+    """The ``demo`` options."""
+    add_endpoint_args(p)
+    p.add_argument(
+        "--simulator", action="store_true", help="use the in-process simulator even if an endpoint is set"
+    )
+    p.set_defaults(func=run_demo)
 
-    with _endpoint(args) as (base_url, _simulated):
+
+def run_demo(args: argparse.Namespace) -> int:
+    """Run the scenarios and print the table; exit 0 when every check had a verdict, else 2."""
+    with endpoint_for_args(args) as (base_url, _simulated):
         args.base_url = base_url
         guard = guard_from_args(args)
         print(f"guard: {guard!r}\n")

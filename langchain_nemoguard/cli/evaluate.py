@@ -24,7 +24,10 @@ from typing import Any
 
 from tqdm import tqdm
 
-from ..core import InvalidInputError, NemoGuard, Verdict
+from ..core.errors import InvalidInputError
+from ..core.guard import NemoGuard
+from ..core.verdict import Verdict
+from ._endpoint import add_endpoint_args, endpoint_for_args, guard_from_args
 
 OPENAI_LABELS = ("S", "H", "V", "HR", "SH", "S3", "H2", "V2")
 
@@ -177,14 +180,27 @@ def markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def run_eval(args: argparse.Namespace) -> int:
-    from .demo import _endpoint
-    from .main import guard_from_args
+def configure(p: argparse.ArgumentParser) -> None:
+    """The ``eval`` options."""
+    p.add_argument(
+        "dataset", help="xstest_prompts.csv, openai_moderation_*.jsonl(.gz), or a CSV/JSONL with text,label"
+    )
+    p.add_argument("--limit", type=int, help="only the first N examples")
+    p.add_argument("--concurrency", type=int, default=16)
+    p.add_argument("--out", help="write metrics JSON here (and a .md table beside it)")
+    p.add_argument(
+        "--simulator", action="store_true", help="run against the in-process simulator (plumbing only)"
+    )
+    add_endpoint_args(p)
+    p.set_defaults(func=run_eval)
 
+
+def run_eval(args: argparse.Namespace) -> int:
+    """Evaluate the data set; exit 0 when every example had a verdict, else 2."""
     examples = load_dataset(args.dataset)
     if args.limit:
         examples = examples[: args.limit]
-    with _endpoint(args) as (base_url, simulated):
+    with endpoint_for_args(args) as (base_url, simulated):
         args.base_url = base_url
         guard = guard_from_args(args)
         report = asyncio.run(_run(guard, examples, args.concurrency))

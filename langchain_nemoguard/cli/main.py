@@ -1,75 +1,65 @@
 """The ``nemoguard`` command: check, demo, simulate, serve, eval, bench.
 
 Exit codes of ``check``: 0 safe, 1 unsafe, 2 no verdict (guard unavailable) or bad arguments.
+
+Subcommands load lazily: each lives in its own module, imported only when that subcommand runs (or shows its
+own help), so ``nemoguard --help`` loads neither the core's HTTP stack, the simulator's server nor the vLLM
+tooling.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING
 
-from ..core import (
-    ConfigurationError,
-    ImageOptions,
-    InvalidInputError,
-    NemoGuard,
-    NemoGuardError,
-    PolicySet,
-    Verdict,
-)
-from ..core.formats import MODES
+from ._endpoint import add_endpoint_args, guard_from_args
+
+if TYPE_CHECKING:
+    from ..core.verdict import Verdict
 
 EXIT_SAFE, EXIT_UNSAFE, EXIT_ERROR = 0, 1, 2
 
-
-def add_endpoint_args(p: argparse.ArgumentParser) -> None:
-    """Flags shared by every command that talks to the model."""
-    g = p.add_argument_group("endpoint (defaults: NEMOGUARD_* variables, then the provider's)")
-    g.add_argument("--provider", choices=["vllm", "nvidia", "openrouter"], help="where the model is served")
-    g.add_argument(
-        "--base-url", help="OpenAI-compatible root incl. /v1 (comma-separate several for failover)"
-    )
-    g.add_argument("--model", help="model id (default: the provider's id for Nemotron 3.5 Content Safety)")
-    g.add_argument("--timeout", type=float, default=10.0, help="seconds per attempt (default 10)")
-    g.add_argument("--mode", choices=MODES, default="categories", help="fast | categories | think")
-    g.add_argument("--policy", metavar="FILE", help="YAML/JSON file of named policies")
-    g.add_argument(
-        "--policy-name", metavar="NAME", help="which policy of --policy to apply (default: its default)"
-    )
-    g.add_argument(
-        "--constrain-output",
-        action="store_true",
-        help="vLLM only: constrain the answer to the verdict grammar",
-    )
+# name -> (module with configure(parser), one-line help); the module is imported only when it is needed.
+_COMMANDS: dict[str, tuple[str, str]] = {
+    "check": (__name__, "judge one prompt (and response, images); exit 0 safe, 1 unsafe, 2 error"),
+    "demo": (".demo", "a scripted set of guarded conversations, printed as a table"),
+    "eval": (".evaluate", "run a labelled data set through the guard and report metrics"),
+    "bench": (".bench", "guard client overhead against raw aiohttp and httpx (uses the simulator)"),
+    "simulate": ("..simulator.cli", "run the interface simulator (a rule-based test double, NOT a safety model)"),
+    "serve": (".serve", "run vLLM serving Nemotron 3.5 Content Safety"),
+}
 
 
-def guard_from_args(args: argparse.Namespace, **extra: Any) -> NemoGuard:
-    policies = PolicySet.load(args.policy) if args.policy else None
-    if args.policy_name and policies is None:
-        raise ConfigurationError("--policy-name needs --policy FILE")
-    return NemoGuard(
-        args.base_url,
-        provider=args.provider,
-        model=args.model,
-        mode=args.mode,
-        policies=policies,
-        policy=args.policy_name,
-        timeout=args.timeout,
-        constrain_output=args.constrain_output,
-        **extra,
+def configure(p: argparse.ArgumentParser) -> None:
+    """The ``check`` options."""
+    p.add_argument("text", help="the user prompt ('-' reads stdin)")
+    p.add_argument("--response", help="an assistant response to judge with the prompt")
+    p.add_argument("--image", action="append", metavar="PATH_OR_URL", help="an image (repeatable)")
+    p.add_argument(
+        "--fetch-remote-images", action="store_true", help="fetch http(s) images here (SSRF-checked)"
     )
+    p.add_argument(
+        "--pass-remote-urls", action="store_true", help="hand http(s) image URLs to the server as-is"
+    )
+    p.add_argument("--json", action="store_true", help="print the verdict as JSON")
+    add_endpoint_args(p)
+    p.set_defaults(func=_cmd_check)
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
+    from ..core.errors import ConfigurationError, InvalidInputError
+    from ..core.images import ImageOptions
+
     text = sys.stdin.read() if args.text == "-" else args.text
     options = ImageOptions(
         fetch_remote_images=args.fetch_remote_images, pass_remote_urls=args.pass_remote_urls
     )
     try:
-        with guard_from_args(args, image_options=options) as guard:
+        with guard_from_args(args, images=options) as guard:
             verdict = guard.check(prompt=text, response=args.response, images=args.image or None)
     except (InvalidInputError, ConfigurationError) as exc:
         print(f"nemoguard: {exc}", file=sys.stderr)
@@ -84,6 +74,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
 
 def describe(v: Verdict) -> str:
+    """A verdict as the few lines ``nemoguard check`` prints."""
     lines = [f"verdict:    {v.reason}"]
     lines.append(f"user:       {_rating(v.user_safe)}")
     if v.response_safe is not None:
@@ -104,93 +95,44 @@ def _rating(value: bool | None) -> str:
     return {True: "safe", False: "unsafe", None: "not judged"}[value]
 
 
-def _cmd_demo(args: argparse.Namespace) -> int:
-    from .demo import run_demo
-
-    return run_demo(args)
-
-
-def _cmd_eval(args: argparse.Namespace) -> int:
-    from .evaluate import run_eval
-
-    return run_eval(args)
-
-
-def _cmd_bench(args: argparse.Namespace) -> int:
-    from .bench import run_bench
-
-    return run_bench(args)
-
-
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The ``nemoguard`` parser. Only the subcommand named in ``argv`` is configured (all when None)."""
     parser = argparse.ArgumentParser(
         prog="nemoguard",
         description="Content-safety guardrails backed by NVIDIA Nemotron 3.5 Content Safety.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    p = sub.add_parser(
-        "check", help="judge one prompt (and response, images); exit 0 safe, 1 unsafe, 2 error"
-    )
-    p.add_argument("text", help="the user prompt ('-' reads stdin)")
-    p.add_argument("--response", help="an assistant response to judge with the prompt")
-    p.add_argument("--image", action="append", metavar="PATH_OR_URL", help="an image (repeatable)")
-    p.add_argument(
-        "--fetch-remote-images", action="store_true", help="fetch http(s) images here (SSRF-checked)"
-    )
-    p.add_argument(
-        "--pass-remote-urls", action="store_true", help="hand http(s) image URLs to the server as-is"
-    )
-    p.add_argument("--json", action="store_true", help="print the verdict as JSON")
-    add_endpoint_args(p)
-    p.set_defaults(func=_cmd_check)
-
-    p = sub.add_parser("demo", help="a scripted set of guarded conversations, printed as a table")
-    add_endpoint_args(p)
-    p.add_argument(
-        "--simulator", action="store_true", help="use the in-process simulator even if an endpoint is set"
-    )
-    p.set_defaults(func=_cmd_demo)
-
-    p = sub.add_parser("eval", help="run a labelled data set through the guard and report metrics")
-    p.add_argument(
-        "dataset", help="xstest_prompts.csv, openai_moderation_*.jsonl(.gz), or a CSV/JSONL with text,label"
-    )
-    p.add_argument("--limit", type=int, help="only the first N examples")
-    p.add_argument("--concurrency", type=int, default=16)
-    p.add_argument("--out", help="write metrics JSON here (and a .md table beside it)")
-    p.add_argument(
-        "--simulator", action="store_true", help="run against the in-process simulator (plumbing only)"
-    )
-    add_endpoint_args(p)
-    p.set_defaults(func=_cmd_eval)
-
-    p = sub.add_parser(
-        "bench", help="guard client overhead against raw aiohttp and httpx (uses the simulator)"
-    )
-    p.add_argument("--requests", type=int, default=400, help="requests per concurrency-64 throughput run")
-    p.add_argument("--latency-runs", type=int, default=200, help="sequential requests per p50/p99 run")
-    p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--out", default=None, help="write results JSON here")
-    p.set_defaults(func=_cmd_bench)
-
-    from ..simulator.cli import add_parser as add_simulate
-
-    add_simulate(sub)
-    from .vllm_server import add_parser as add_serve
-
-    add_serve(sub)
+    wanted = _command_in(argv)
+    for name, (module, help_text) in _COMMANDS.items():
+        if name == "simulate" and wanted in (name, None):
+            # the simulator registers its own parser (shared with ``python -m langchain_nemoguard.simulator``)
+            _module(module).add_parser(sub)
+            continue
+        p = sub.add_parser(name, help=help_text, description=help_text[0].upper() + help_text[1:] + ".")
+        if wanted in (name, None):
+            _module(module).configure(p)
     return parser
 
 
+def _command_in(argv: Sequence[str] | None) -> str | None:
+    if argv is None:
+        return None
+    first = next((a for a in argv if not a.startswith("-")), "")
+    return first if first in _COMMANDS else ""
+
+
+def _module(name: str) -> object:
+    return sys.modules[__name__] if name == __name__ else importlib.import_module(name, __package__)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    """Run ``nemoguard`` with ``argv`` (default: the process's arguments); returns the exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser(argv).parse_args(argv)
+    from ..core.errors import NemoGuardError
+
     try:
         return int(args.func(args) or 0)
-    except (ConfigurationError, InvalidInputError) as exc:
-        print(f"nemoguard: {exc}", file=sys.stderr)
-        return EXIT_ERROR
     except NemoGuardError as exc:
         print(f"nemoguard: {exc}", file=sys.stderr)
         return EXIT_ERROR

@@ -1,73 +1,97 @@
-"""The framework-free core: no LangChain and no LiteLLM imports below this package."""
+"""The framework-free core: no LangChain and no LiteLLM imports below this package.
 
-from .conversation import Conversation, Turn
-from .errors import (
-    ConfigurationError,
-    ContentBlockedError,
-    ErrorCode,
-    GuardConnectionError,
-    GuardHTTPError,
-    GuardTimeoutError,
-    GuardUnavailableError,
-    ImageError,
-    ImageTooLargeError,
-    InvalidInputError,
-    NemoGuardError,
-    PolicyNotFoundError,
-    Stage,
-    UnsafeURLError,
-    VerdictParseError,
-)
-from .formats import CallSpec, ModelFormat, Nemotron35Format, ParsedCall, parse_verdict_text
-from .guard import NemoGuard
-from .images import ImageOptions, PreparedImage, aprepare_image, prepare_image
-from .policy import DEFAULT_REFUSAL, Policy, PolicySet
-from .streaming import StreamGuard, StreamOptions, StreamRefusal, for_stage
-from .taxonomy import AEGIS_CATEGORIES, BUILTIN_TAXONOMY, Taxonomy
-from .verdict import Action, Verdict
-from .windows import WindowOptions, estimate_tokens, split_windows
+Its public names load on first use (PEP 562), so that ``nemoguard --help`` and the modules that only need a
+constant (``core.modes``) do not pay for the HTTP stack, Pillow and pydantic.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .conversation import Conversation, Turn
+    from .errors import (
+        ConfigurationError,
+        ContentBlockedError,
+        ErrorCode,
+        GuardUnavailableError,
+        ImageError,
+        InvalidInputError,
+        NemoGuardError,
+        PolicyNotFoundError,
+        Stage,
+        UnsafeURLError,
+    )
+    from .guard import NemoGuard
+    from .images import ImageOptions
+    from .options import AuditOptions, CacheOptions, CallOptions, TransportOptions
+    from .policy import Policy, PolicySet
+    from .verdict import Action, Outcome, Verdict
+    from .windows import StreamOptions, WindowOptions
+
+_WHERE = {
+    "Action": "verdict",
+    "AuditOptions": "options",
+    "CacheOptions": "options",
+    "CallOptions": "options",
+    "ConfigurationError": "errors",
+    "ContentBlockedError": "errors",
+    "Conversation": "conversation",
+    "ErrorCode": "errors",
+    "GuardUnavailableError": "errors",
+    "ImageError": "errors",
+    "ImageOptions": "images",
+    "InvalidInputError": "errors",
+    "NemoGuard": "guard",
+    "NemoGuardError": "errors",
+    "Outcome": "verdict",
+    "Policy": "policy",
+    "PolicyNotFoundError": "errors",
+    "PolicySet": "policy",
+    "Stage": "errors",
+    "StreamOptions": "windows",
+    "TransportOptions": "options",
+    "Turn": "conversation",
+    "UnsafeURLError": "errors",
+    "Verdict": "verdict",
+    "WindowOptions": "windows",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
-    "AEGIS_CATEGORIES",
-    "BUILTIN_TAXONOMY",
-    "DEFAULT_REFUSAL",
     "Action",
-    "CallSpec",
+    "AuditOptions",
+    "CacheOptions",
+    "CallOptions",
     "ConfigurationError",
     "ContentBlockedError",
     "Conversation",
     "ErrorCode",
-    "GuardConnectionError",
-    "GuardHTTPError",
-    "GuardTimeoutError",
     "GuardUnavailableError",
     "ImageError",
     "ImageOptions",
-    "ImageTooLargeError",
     "InvalidInputError",
-    "ModelFormat",
     "NemoGuard",
     "NemoGuardError",
-    "Nemotron35Format",
-    "ParsedCall",
+    "Outcome",
     "Policy",
     "PolicyNotFoundError",
     "PolicySet",
-    "PreparedImage",
     "Stage",
-    "StreamGuard",
     "StreamOptions",
-    "StreamRefusal",
-    "Taxonomy",
+    "TransportOptions",
     "Turn",
     "UnsafeURLError",
     "Verdict",
-    "VerdictParseError",
     "WindowOptions",
-    "aprepare_image",
-    "estimate_tokens",
-    "for_stage",
-    "parse_verdict_text",
-    "prepare_image",
-    "split_windows",
 ]

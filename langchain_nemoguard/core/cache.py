@@ -1,20 +1,31 @@
-"""A bounded LRU verdict cache with a TTL, and single-flight for identical concurrent checks.
+"""The verdict cache, in one place: keys, a bounded LRU with a TTL, and single-flight, sync and async.
 
 Keys are hashes of everything that can change a verdict (model, mode, kwargs, policy, texts, image bytes), so
 a hit is always a verdict for exactly the same question. Errors are never cached: an outage must not outlive
-itself. All state hangs off the guard instance.
+itself. Single-flight: identical checks that run at the same time share one computation (threads share a
+``concurrent.futures.Future``; tasks on one event loop share an ``asyncio.Future``, kept per loop because
+futures cannot cross loops). All state hangs off the guard's cache instance.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import os
 import threading
 import time
+import weakref
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from .errors import InvalidInputError
+
+if TYPE_CHECKING:
+    from .conversation import Conversation
+    from .policy import Policy
 
 T = TypeVar("T")
 
@@ -26,6 +37,63 @@ def cache_key(parts: Sequence[str | bytes]) -> str:
     keeps a cache hit in the low microseconds.
     """
     return hashlib.blake2b(repr(tuple(parts)).encode("utf-8", "surrogatepass"), digest_size=20).hexdigest()
+
+
+def verdict_key(
+    conv: Conversation,
+    policy: Policy,
+    mode: str,
+    *,
+    format_name: str,
+    model: str,
+    max_tokens: int | None,
+    constrain_output: bool,
+    context_turns: int,
+) -> str:
+    """The cache key of one check: every input that can change its verdict or its action."""
+    parts: list[str | bytes] = [
+        format_name,
+        model,
+        mode,
+        str(max_tokens),
+        str(constrain_output),
+        policy.fingerprint,
+        conv.prompt,
+        "\x00" if conv.response is None else "\x01" + conv.response,
+    ]
+    if context_turns:
+        parts += [f"{t.role}:{t.text}" for t in conv.history[-context_turns:]]
+    parts += [image_identity(src) for src in conv.images]
+    return cache_key(parts)
+
+
+def image_identity(src: Any) -> bytes:
+    """A cheap identity for an unprepared image source, for cache keys (no decoding)."""
+    h = hashlib.blake2b(digest_size=16)
+    if isinstance(src, (bytes, bytearray, memoryview)):
+        h.update(b"b")
+        h.update(src)
+    elif isinstance(src, str) and not src.startswith(("data:", "http://", "https://")):
+        st = _stat(src)
+        h.update(f"p{src}\x00{st}".encode())
+    elif isinstance(src, (str, os.PathLike)):
+        s = os.fspath(src)
+        h.update(f"s{s}\x00{_stat(s) if isinstance(src, os.PathLike) else ''}".encode())
+    else:  # a Pillow image
+        tobytes = getattr(src, "tobytes", None)
+        if tobytes is None:
+            raise InvalidInputError(f"unsupported image type {type(src).__name__}")
+        h.update(f"i{getattr(src, 'mode', '')}{getattr(src, 'size', '')}".encode())
+        h.update(tobytes())
+    return h.digest()
+
+
+def _stat(path: str) -> str:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return "missing"
+    return f"{st.st_size}:{st.st_mtime_ns}"
 
 
 @dataclass(slots=True)
@@ -41,7 +109,13 @@ class CacheStats:
 
 
 class VerdictCache(Generic[T]):
-    """LRU with per-entry expiry. ``maxsize=0`` disables storage (single-flight still works)."""
+    """LRU with per-entry expiry. ``maxsize=0`` disables storage (single-flight still works).
+
+    Args:
+        maxsize: Entries kept (least recently used go first); 0 stores nothing.
+        ttl: Seconds an entry lives.
+        clock: A monotonic clock (injectable for tests).
+    """
 
     def __init__(
         self, maxsize: int = 4096, ttl: float = 300.0, clock: Callable[[], float] = time.monotonic
@@ -52,6 +126,9 @@ class VerdictCache(Generic[T]):
         self._data: OrderedDict[str, tuple[float, T]] = OrderedDict()
         self._lock = threading.Lock()
         self._sync_inflight: dict[str, Future[T]] = {}
+        self._async_inflight: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, dict[str, asyncio.Future[T]]
+        ] = weakref.WeakKeyDictionary()
         self.stats = CacheStats()
 
     def get(self, key: str) -> T | None:
@@ -92,6 +169,7 @@ class VerdictCache(Generic[T]):
     # --- sync single-flight: the first caller computes, the others wait on its future ---------------------
 
     def sync_single_flight(self, key: str, compute: Callable[[], T]) -> T:
+        """``compute()``, shared with every thread that asks for ``key`` while it runs."""
         with self._lock:
             fut = self._sync_inflight.get(key)
             leader = fut is None
@@ -114,3 +192,43 @@ class VerdictCache(Generic[T]):
         finally:
             with self._lock:
                 self._sync_inflight.pop(key, None)
+
+    # --- async single-flight: the first task computes, the others on its loop await its future ---------------
+
+    async def async_single_flight(self, key: str, compute: Callable[[], Awaitable[T]]) -> tuple[T, bool]:
+        """``await compute()``, shared with every task on this loop that asks for ``key`` while it runs.
+
+        Returns the value and whether it was shared (computed by another task). A follower whose leader is
+        cancelled computes for itself; a follower that is itself cancelled leaves the leader running.
+        """
+        loop = asyncio.get_running_loop()
+        inflight = self._async_inflight.get(loop)
+        if inflight is None:
+            inflight = self._async_inflight.setdefault(loop, {})
+        while True:
+            shared = inflight.get(key)
+            if shared is None:
+                break
+            self.stats.shared += 1
+            try:
+                return await asyncio.shield(shared), True
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise
+                # the leader was cancelled, not us: ask ourselves
+        fut: asyncio.Future[T] = loop.create_future()
+        inflight[key] = fut
+        try:
+            value = await compute()
+        except BaseException as exc:
+            if isinstance(exc, asyncio.CancelledError):
+                fut.cancel()
+            else:
+                fut.set_exception(exc)
+                fut.exception()  # mark retrieved: followers re-raise it themselves
+            raise
+        finally:
+            inflight.pop(key, None)
+        fut.set_result(value)
+        return value, False

@@ -1,7 +1,15 @@
-"""The conversation model: what is judged, independent of any framework.
+"""The conversation model: what is judged, independent of any framework, and the rule for image references.
 
 A check judges one user turn (text plus zero or more images) and, optionally, the assistant's response to it.
 Adapters translate LangChain messages, LiteLLM requests or OpenAI ``messages`` into this shape.
+
+**Image references from untrusted content.** Message content is written by users (and by tools, models and
+gateway clients), so an image it names is read through :func:`image_reference`, the one rule every adapter
+applies: a ``data:`` URL or an ``http(s)`` URL, nothing else. A file path, ``file://`` or any other scheme is
+refused by its shape, before anything is opened, with the same message whether such a file exists or not (so
+the error is no oracle for the server's file system). Remote URLs then still follow the guard's
+``ImageOptions`` (off unless passed or fetched, SSRF-checked). Only explicit API arguments -
+``guard.check(images=[path])``, ``Conversation(images=...)`` built by the application - may name local files.
 """
 
 from __future__ import annotations
@@ -29,7 +37,14 @@ class Conversation:
     """The user's turn, its images, and optionally the assistant's response.
 
     ``images`` holds unprepared sources (bytes, paths, data/http URLs, Pillow images); the guard prepares them
-    (decode, orient, strip, scale, re-encode) right before the call.
+    (decode, orient, strip, scale, re-encode) right before the call. Code that fills ``images`` from message
+    content must read each reference through :func:`image_reference` (the readers in this package do).
+
+    Args:
+        prompt: The user's text.
+        images: Image sources of the user's turn.
+        response: The assistant's response to judge with the prompt (None: a prompt-only check).
+        history: Earlier turns, sent as context when the guard's ``windows.context_turns`` asks for them.
     """
 
     prompt: str = ""
@@ -49,6 +64,7 @@ class Conversation:
 
     @property
     def has_response(self) -> bool:
+        """True when there is a non-blank response to judge."""
         return self.response is not None and bool(self.response.strip())
 
     @classmethod
@@ -110,7 +126,10 @@ class Conversation:
 
 
 def split_content(content: Any, *, where: str = "content") -> tuple[str, tuple[Any, ...]]:
-    """Split OpenAI message content (a string or a list of parts) into text and image sources."""
+    """Split OpenAI message content (a string or a list of parts) into text and image references.
+
+    Image parts go through :func:`image_part`, so a reference is always a ``data:`` or ``http(s)`` URL.
+    """
     if content is None:
         return "", ()
     if isinstance(content, str):
@@ -118,7 +137,7 @@ def split_content(content: Any, *, where: str = "content") -> tuple[str, tuple[A
     if not isinstance(content, Sequence):
         raise InvalidInputError(f"{where}: content must be a string or a list of parts")
     texts: list[str] = []
-    images: list[Any] = []
+    images: list[str] = []
     for j, part in enumerate(content):
         if isinstance(part, str):
             texts.append(part)
@@ -128,24 +147,62 @@ def split_content(content: Any, *, where: str = "content") -> tuple[str, tuple[A
         kind = part.get("type")
         if kind in ("text", "input_text"):
             texts.append(str(part.get("text", "")))
-        elif kind in ("image_url", "input_image"):
-            ref = part.get("image_url")
-            url = ref.get("url") if isinstance(ref, Mapping) else ref
-            if not isinstance(url, str) or not url:
-                raise InvalidInputError(f"{where}[{j}]: image_url part without a url")
-            if not url.startswith(("data:", "http://", "https://")):
-                # message content is untrusted: a bare string here must never be read as a local file path
-                raise InvalidInputError(f"{where}[{j}]: an image URL must be a data: or http(s) URL")
-            images.append(url)
-        elif kind == "image":  # LangChain-style block passed through OpenAI shapes
-            if part.get("url"):
-                if not str(part["url"]).startswith(("data:", "http://", "https://")):
-                    raise InvalidInputError(f"{where}[{j}]: an image URL must be a data: or http(s) URL")
-                images.append(part["url"])
-            elif part.get("base64") or part.get("data"):
-                mime = part.get("mime_type", "image/png")
-                images.append(f"data:{mime};base64,{part.get('base64') or part.get('data')}")
-            else:
-                raise InvalidInputError(f"{where}[{j}]: image block without url or base64 data")
+            continue
+        image = image_part(part, where=f"{where}[{j}]")
+        if image is not None:
+            images.append(image)
         # other part kinds (audio, files, refusal) are not judged by this model
     return "\n".join(t for t in texts if t), tuple(images)
+
+
+_UNTRUSTED_SCHEMES = ("data:", "http://", "https://")
+
+
+def image_reference(reference: object, *, where: str = "image") -> str:
+    """The one rule for an image named by untrusted content: a ``data:`` or ``http(s)`` URL, returned as is.
+
+    Anything else (a file path, ``file://``, another scheme, a non-string) raises :class:`InvalidInputError`
+    before anything is opened; the message does not depend on whether a file of that name exists.
+    """
+    if not isinstance(reference, str) or not reference:
+        raise InvalidInputError(f"{where}: an image reference must be a non-empty data: or http(s) URL")
+    if not reference[:8].lower().startswith(_UNTRUSTED_SCHEMES):
+        raise InvalidInputError(
+            f"{where}: an image URL must be a data: or http(s) URL (message content never names local files)"
+        )
+    return reference
+
+
+def image_part(part: Mapping[str, Any], *, where: str = "content") -> str | None:
+    """The image reference of one content part, or None when the part is not an image.
+
+    Reads OpenAI ``image_url`` / Responses ``input_image`` parts (``{"url": ...}`` or a bare string) and
+    LangChain-style ``image`` blocks (``url``, or ``base64``/``data`` with ``mime_type``); every URL goes
+    through :func:`image_reference`.
+    """
+    kind = part.get("type")
+    if kind in ("image_url", "input_image"):
+        ref = part.get("image_url")
+        url = ref.get("url") if isinstance(ref, Mapping) else ref
+        if url is None and kind == "input_image" and part.get("file_id"):
+            raise InvalidInputError(_FILE_ID)
+        if not isinstance(url, str) or not url:
+            raise InvalidInputError(f"{where}: image_url part without a url")
+        return image_reference(url, where=where)
+    if kind == "image":
+        if part.get("url"):
+            return image_reference(part["url"], where=where)
+        data = part.get("base64") or part.get("data")
+        if data:
+            mime = part.get("mime_type") or "image/png"
+            return f"data:{mime};base64,{data}"
+        if part.get("file_id"):
+            raise InvalidInputError(_FILE_ID)
+        raise InvalidInputError(f"{where}: image block without url or base64 data")
+    return None
+
+
+_FILE_ID = "an image given by provider file_id cannot be checked; send it as a URL or base64 data"
+
+
+__all__ = ["Conversation", "Role", "Turn", "image_part", "image_reference", "split_content"]

@@ -1,64 +1,47 @@
-"""``NemoGuard``: one object that turns a conversation into a verdict and an action.
+"""``NemoGuard``: one object that turns a conversation into a verdict, and owns the lifecycle around it.
 
 A check is planned, executed and combined:
 
-1. plan (pure): the conversation becomes one or more :class:`CallSpec` - one per text window, one per image
-   (the model takes one image per call, always with text), one per policy variant (built-in + custom);
-2. execute (I/O): the calls go out concurrently - ``asyncio.gather`` in ``acheck``, a thread pool in ``check``;
-3. combine (pure): any unsafe call makes the verdict unsafe; categories merge; suppressed categories are
-   dropped; the policy picks the action; failures follow ``on_error`` and are labelled as outages.
+1. plan (pure, :mod:`.plan`): the conversation becomes one or more :class:`CallSpec` - one per text window, one
+   per image (the model takes one image per call, always with text), one per policy variant;
+2. execute (I/O, here): the calls go out concurrently - ``asyncio.gather`` in ``acheck``, a thread pool in
+   ``check``;
+3. combine (pure, :mod:`.combine`): any unsafe call makes the verdict unsafe; categories merge; suppressed
+   categories are dropped; the policy picks the action; failures follow ``on_error`` and are labelled as
+   outages.
 
-Sync and async share steps 1 and 3; only step 2 differs. ``check`` never raises for an operational failure.
+Sync and async share steps 1 and 3 and the cache (:mod:`.cache`); only step 2 differs. ``check`` never raises
+for an operational failure.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import logging
 import os
 import time
+import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any
 
-import httpx
-
-from .cache import VerdictCache, cache_key
-from .conversation import Conversation, Turn
-from .errors import ConfigurationError, ErrorCode, GuardUnavailableError, InvalidInputError
+from .cache import VerdictCache, verdict_key
+from .combine import OnError, combine
+from .conversation import Conversation
+from .errors import ConfigurationError, GuardUnavailableError, InvalidInputError, Stage
 from .formats import MODES, CallSpec, Mode, ModelFormat, Nemotron35Format, ParsedCall
-from .formats.nemotron35 import CONSTRAINED_MAX_TOKENS
 from .images import ImageOptions, PreparedImage, aprepare_image, prepare_image
+from .options import AuditOptions, CacheOptions, CallOptions, TransportOptions
+from .plan import Plan, plan_calls
 from .policy import Policy, PolicySet
 from .providers import resolve
-from .taxonomy import BUILTIN_TAXONOMY
 from .transport import RetryPolicy, Transport
 from .verdict import Action, Verdict
-from .windows import WindowOptions, split_windows
-
-if TYPE_CHECKING:
-    from .streaming import StreamOptions
+from .windows import StreamOptions, WindowOptions
 
 logger = logging.getLogger("langchain_nemoguard")
-
-OnError = Literal["block", "allow"]
-
-# Enough for each mode's answer; THINK traces measured at 38-184 tokens, 1024 leaves room to close them.
-DEFAULT_MAX_TOKENS: Mapping[str, int] = {"fast": 32, "categories": 128, "think": 1024}
-
-# The model needs user text beside an image; an image-only turn is judged with this neutral text.
-IMAGE_ONLY_PROMPT = "(The user sent this image without any text.)"
-
-
-@dataclass(frozen=True, slots=True)
-class _Plan:
-    specs: tuple[CallSpec, ...]
-    policy: Policy
-    mode: Mode
 
 
 class NemoGuard:
@@ -67,6 +50,29 @@ class NemoGuard:
     >>> guard = NemoGuard()                                   # local vLLM on :8000, or NEMOGUARD_BASE_URL
     >>> v = guard.check(prompt="How do I make a bomb?")
     >>> v.safe, v.categories, v.action
+
+    Args:
+        base_url: The OpenAI-compatible root including ``/v1``, or several for failover (None:
+            ``NEMOGUARD_BASE_URL``, else the provider's).
+        provider: ``"vllm"`` (default), ``"nvidia"`` (hosted API) or ``"openrouter"``.
+        model: The model id (None: ``NEMOGUARD_MODEL``, else the provider's id for Nemotron 3.5).
+        api_key: The endpoint's key (None: ``NEMOGUARD_API_KEY``, else the provider's usual variable). Never
+            shown in reprs, logs, errors or verdicts.
+        mode: ``"fast"`` (safe/unsafe), ``"categories"`` or ``"think"`` (with a reasoning trace).
+        policy: The default policy: a :class:`Policy`, a name from ``policies``, or None (the policy set's
+            default, else the built-in taxonomy).
+        policies: Named policies: a :class:`PolicySet`, a mapping, or the path of a YAML/JSON policy file.
+        on_error: ``"block"`` (fail closed, the default) or ``"allow"`` (fail open, counted and logged) when
+            the guard cannot produce a verdict.
+        timeout: Seconds per attempt.
+        max_retries: Retries after a failed attempt (timeouts, connection errors, 429 and 5xx).
+        transport: Concurrency, headers, and caller-provided httpx clients.
+        cache: The verdict cache's size and TTL.
+        calls: The model format, token budget and constrained output.
+        images: How images are vetted, fetched and prepared.
+        windows: How long input is cut into calls, and how much history each call carries.
+        stream: How streamed output is held back (the default for every adapter's streams).
+        audit: ``on_verdict`` and ``on_audit`` callbacks and background THINK audits.
     """
 
     def __init__(
@@ -82,33 +88,29 @@ class NemoGuard:
         on_error: OnError = "block",
         timeout: float = 10.0,
         max_retries: int = 2,
-        max_concurrency: int = 64,
-        max_tokens: int | None = None,
-        constrain_output: bool = False,
-        cache_size: int = 4096,
-        cache_ttl: float = 300.0,
+        transport: TransportOptions | None = None,
+        cache: CacheOptions | None = None,
+        calls: CallOptions | None = None,
+        images: ImageOptions | None = None,
         windows: WindowOptions | None = None,
-        image_options: ImageOptions | None = None,
-        context_turns: int = 0,
-        stream_options: StreamOptions | None = None,
-        on_verdict: Callable[[Verdict], None] | None = None,
-        audit_think: bool = False,
-        on_audit: Callable[[Verdict], None] | None = None,
-        model_format: ModelFormat | None = None,
-        headers: Mapping[str, str] | None = None,
-        http_client: httpx.Client | None = None,
-        http_async_client: httpx.AsyncClient | None = None,
+        stream: StreamOptions | None = None,
+        audit: AuditOptions | None = None,
     ) -> None:
         if mode not in MODES:
             raise ConfigurationError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
         if on_error not in ("block", "allow"):
             raise ConfigurationError(f"on_error must be 'block' or 'allow', got {on_error!r}")
-        if timeout <= 0 or max_retries < 0 or max_concurrency < 1 or context_turns < 0:
-            raise ConfigurationError(
-                "timeout must be > 0, max_retries >= 0, max_concurrency >= 1, context_turns >= 0"
-            )
+        if timeout <= 0 or max_retries < 0:
+            raise ConfigurationError("timeout must be > 0 and max_retries >= 0")
+        self.transport_options = transport or TransportOptions()
+        self.cache_options = cache or CacheOptions()
+        self.call_options = calls or CallOptions()
+        self.image_options = images or ImageOptions()
+        self.windows = windows or WindowOptions()
+        self.stream_options = stream or StreamOptions()
+        self.audit_options = audit or AuditOptions()
         endpoint = resolve(base_url, provider, model, api_key)
-        if constrain_output and not endpoint.provider.supports_structured_outputs:
+        if self.call_options.constrain_output and not endpoint.provider.supports_structured_outputs:
             raise ConfigurationError(
                 f"constrain_output uses vLLM's structured_outputs; provider {endpoint.provider.name!r} does not support it"
             )
@@ -117,31 +119,28 @@ class NemoGuard:
         self.base_urls = endpoint.base_urls
         self.mode: Mode = mode
         self.on_error: OnError = on_error
-        self.max_tokens = max_tokens
-        self.constrain_output = constrain_output
-        self.windows = windows or WindowOptions()
-        self.image_options = image_options or ImageOptions()
-        self.context_turns = context_turns
-        self.on_verdict = on_verdict
-        self.audit_think = audit_think
-        self.on_audit = on_audit
-        self._sync_audits: set[Future[Any]] = set()
-        self.format: ModelFormat = model_format or Nemotron35Format()
+        self.format: ModelFormat = self.call_options.format or Nemotron35Format()
         self.policies = _policy_set(policies)
-        self.policy = self._resolve_policy(policy)
-        self._stream_options = stream_options
+        self.policy = self._default_policy(policy)
+        t = self.transport_options
         self._transport = Transport(
             endpoint.base_urls,
             api_key=endpoint.api_key,
             timeout=timeout,
             retry=RetryPolicy(max_retries=max_retries),
-            max_concurrency=max_concurrency,
-            headers=headers,
-            http_client=http_client,
-            http_async_client=http_async_client,
+            max_concurrency=t.max_concurrency,
+            headers=t.headers,
+            http_client=t.http_client,
+            http_async_client=t.http_async_client,
         )
-        self._cache: VerdictCache[Verdict] = VerdictCache(maxsize=cache_size, ttl=cache_ttl)
+        self._cache: VerdictCache[Verdict] = VerdictCache(
+            maxsize=self.cache_options.size, ttl=self.cache_options.ttl
+        )
         self._executor: ThreadPoolExecutor | None = None
+        self._sync_audits: set[Future[Verdict]] = set()
+        self._async_audits: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, set[asyncio.Task[Verdict]]] = (
+            weakref.WeakKeyDictionary()
+        )
         self._counters: dict[str, int] = {"checks": 0, "unsafe": 0, "errors": 0, "fail_open": 0, "calls": 0}
 
     def __repr__(self) -> str:  # no key, ever
@@ -162,21 +161,41 @@ class NemoGuard:
         conversation: Conversation | None = None,
         policy: Policy | str | None = None,
         mode: Mode | None = None,
+        stage: Stage | str | None = None,
     ) -> Verdict:
-        """Judge a user prompt (with images) and optionally a response. Never raises for an outage."""
+        """Judge a user prompt (with images) and optionally a response. Never raises for an outage.
+
+        Args:
+            prompt: The user's text.
+            response: An assistant response, judged in the context of the prompt.
+            images: Image sources (bytes, file paths, data/http(s) URLs, Pillow images), or one of them.
+                Explicit arguments may name local files; message content never can (see ``Conversation``).
+            messages: OpenAI chat messages instead of prompt/response/images.
+            conversation: A :class:`Conversation` instead of the above.
+            policy: A policy or a policy name for this check (None: the guard's default).
+            mode: The output mode for this check (None: the guard's).
+            stage: Narrow the verdict to what this stage is about (see :meth:`Verdict.at_stage`): at
+                ``output`` and ``tool_call`` only the response rating decides.
+
+        Returns:
+            The verdict; ``verdict.outcome`` says whether the text passes, is refused or is blocked.
+
+        Raises:
+            InvalidInputError: The input cannot be judged as given (nothing to check, an unreadable image...).
+            ConfigurationError: An unknown mode, or a policy name with no such policy.
+        """
         conv = self._conversation(prompt, response, images, messages, conversation)
-        pol, md = self._resolve_policy(policy), self._mode(mode)
+        pol, md = self.policy_for(policy), self._mode(mode)
         started = time.perf_counter()
         key = self._key(conv, pol, md)
         hit = self._cache.get(key)
         if hit is not None:
-            return self._finish(hit)
+            return self._finish(hit, stage)
 
         def compute() -> Verdict:
             images_ready = [prepare_image(src, self.image_options) for src in conv.images]
             plan = self._plan(conv, images_ready, pol, md)
-            results = self._execute(plan)
-            return self._combine(plan, results, started)
+            return self._combine(plan, self._execute(plan), started)
 
         verdict = self._cache.sync_single_flight(key, compute)
         self._remember(key, verdict)
@@ -184,7 +203,7 @@ class NemoGuard:
             fut = self._pool().submit(self._audit, conv, pol)
             self._sync_audits.add(fut)
             fut.add_done_callback(self._sync_audits.discard)
-        return self._finish(verdict)
+        return self._finish(verdict, stage)
 
     async def acheck(
         self,
@@ -196,31 +215,18 @@ class NemoGuard:
         conversation: Conversation | None = None,
         policy: Policy | str | None = None,
         mode: Mode | None = None,
+        stage: Stage | str | None = None,
     ) -> Verdict:
-        """Async twin of :meth:`check`."""
+        """Async twin of :meth:`check`, with the same arguments."""
         conv = self._conversation(prompt, response, images, messages, conversation)
-        pol, md = self._resolve_policy(policy), self._mode(mode)
+        pol, md = self.policy_for(policy), self._mode(mode)
         started = time.perf_counter()
         key = self._key(conv, pol, md)
         hit = self._cache.get(key)
         if hit is not None:
-            return self._finish(hit)
-        inflight = self._transport.loop_state().inflight
-        shared = inflight.get(key)
-        if shared is not None:
-            self._cache.stats.shared += 1
-            try:
-                verdict: Verdict = await asyncio.shield(shared)
-            except asyncio.CancelledError:
-                task = asyncio.current_task()
-                if task is not None and task.cancelling():
-                    raise
-                # the leader was cancelled, not us: ask ourselves
-                return await self.acheck(conversation=conv, policy=pol, mode=md)
-            return self._finish(verdict.replace(latency_ms=(time.perf_counter() - started) * 1e3))
-        fut: asyncio.Future[Verdict] = asyncio.get_running_loop().create_future()
-        inflight[key] = fut
-        try:
+            return self._finish(hit, stage)
+
+        async def compute() -> Verdict:
             if conv.images:
                 images_ready = list(
                     await asyncio.gather(*(aprepare_image(src, self.image_options) for src in conv.images))
@@ -228,25 +234,53 @@ class NemoGuard:
             else:
                 images_ready = []
             plan = self._plan(conv, images_ready, pol, md)
-            results = await self._aexecute(plan)
-            verdict = self._combine(plan, results, started)
-        except BaseException as exc:
-            if isinstance(exc, asyncio.CancelledError):
-                fut.cancel()
-            else:
-                fut.set_exception(exc)
-                fut.exception()  # mark retrieved: followers re-raise it themselves
-            raise
-        finally:
-            inflight.pop(key, None)
-        fut.set_result(verdict)
-        self._remember(key, verdict)
+            verdict = self._combine(plan, await self._aexecute(plan), started)
+            self._remember(key, verdict)
+            return verdict
+
+        verdict, shared = await self._cache.async_single_flight(key, compute)
+        if shared:
+            return self._finish(verdict.replace(latency_ms=(time.perf_counter() - started) * 1e3), stage)
         if self._wants_audit(md, verdict):
-            state = self._transport.loop_state()
+            tasks = self._async_audits.setdefault(asyncio.get_running_loop(), set())
             task = asyncio.ensure_future(self._aaudit(conv, pol))
-            state.background.add(task)
-            task.add_done_callback(state.background.discard)
-        return self._finish(verdict)
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+        return self._finish(verdict, stage)
+
+    def policy_for(
+        self,
+        policy: Policy | str | None = None,
+        *,
+        action: Action | str | None = None,
+        default_action: Action | str | None = None,
+        refusal: str | None = None,
+    ) -> Policy:
+        """The policy a check runs under: the one given, the named one, or the guard's default.
+
+        Every adapter picks its policy here, and applies its overrides here (:meth:`Policy.with_overrides`).
+
+        Args:
+            policy: A :class:`Policy`, the name of one in ``policies``, or None for the guard's default.
+            action: One action for every unsafe verdict (replaces the policy's per-category map).
+            default_action: The action for categories the policy does not map itself.
+            refusal: The text a ``rewrite`` answers with.
+
+        Raises:
+            PolicyNotFoundError: No loaded policy has that name.
+            ConfigurationError: A name was given but no policies were loaded.
+        """
+        if isinstance(policy, Policy):
+            chosen = policy
+        elif policy is None:
+            chosen = self.policy
+        elif self.policies is None:
+            raise ConfigurationError(
+                f"policy {policy!r} was named, but no policies were loaded (pass policies=...)"
+            )
+        else:
+            chosen = self.policies[policy]
+        return chosen.with_overrides(action=action, default_action=default_action, refusal=refusal)
 
     def flush_audits(self, timeout: float | None = None) -> None:
         """Wait for background THINK audits started by sync checks (e.g. before shutdown)."""
@@ -255,36 +289,22 @@ class NemoGuard:
 
     async def aflush_audits(self) -> None:
         """Wait for background THINK audits started by async checks on this event loop."""
-        pending = list(self._transport.loop_state().background)
+        pending = list(self._async_audits.get(asyncio.get_running_loop(), ()))
         if pending:
             await asyncio.gather(*pending, return_exceptions=True)
 
-    # --- THINK audits: a reasoning trace for the record, off the hot path ------------------------------------
-
-    def _wants_audit(self, mode: Mode, verdict: Verdict) -> bool:
-        return self.audit_think and mode != "think" and verdict.error is None
-
-    def _audit(self, conv: Conversation, policy: Policy) -> Verdict:
-        return self._deliver_audit(self.check(conversation=conv, policy=policy, mode="think"))
-
-    async def _aaudit(self, conv: Conversation, policy: Policy) -> Verdict:
-        return self._deliver_audit(await self.acheck(conversation=conv, policy=policy, mode="think"))
-
-    def _deliver_audit(self, verdict: Verdict) -> Verdict:
-        logger.info("nemoguard audit (think): %s; reasoning: %s", verdict.reason, verdict.reasoning)
-        _notify(self.on_audit, verdict, "on_audit")
-        return verdict
-
     def wrap(self, runnable: Any, **kwargs: Any) -> Any:
-        """A LangChain Runnable that checks ``runnable``'s input and output (``pip install ...[langchain]``)."""
+        """A LangChain Runnable that checks ``runnable``'s input and output (``pip install ...[langchain]``).
+
+        Args:
+            runnable: Any LangChain runnable (or a callable, wrapped in ``RunnableLambda``).
+            **kwargs: ``GuardedRunnable`` settings: ``policy``, ``action``, ``refusal``, ``parallel``,
+                ``stream``, ``check_input``, ``check_output``, ``input_key``.
+        """
+        # The one import above the core: declared, lazy, and tested (tests/unit/test_architecture.py).
         from ..langchain.runnable import GuardedRunnable
 
         return GuardedRunnable(guard=self, inner=runnable, **kwargs)
-
-    def stream_options(self) -> StreamOptions:
-        from .streaming import StreamOptions
-
-        return self._stream_options or StreamOptions()
 
     def stats(self) -> dict[str, Any]:
         """Counters for dashboards and tests: checks, unsafe, errors, fail-open, calls, cache, endpoints."""
@@ -295,15 +315,18 @@ class NemoGuard:
         }
 
     def clear_cache(self) -> None:
+        """Forget every cached verdict."""
         self._cache.clear()
 
     def close(self) -> None:
+        """Close the sync HTTP client and the thread pool (an ``httpx.Client`` passed in stays open)."""
         self._transport.close()
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
             self._executor = None
 
     async def aclose(self) -> None:
+        """Close this event loop's HTTP session, then what :meth:`close` closes."""
         await self._transport.aclose()
         self.close()
 
@@ -318,6 +341,22 @@ class NemoGuard:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
+
+    # --- THINK audits: a reasoning trace for the record, off the hot path ------------------------------------
+
+    def _wants_audit(self, mode: Mode, verdict: Verdict) -> bool:
+        return self.audit_options.think and mode != "think" and verdict.error is None
+
+    def _audit(self, conv: Conversation, policy: Policy) -> Verdict:
+        return self._deliver_audit(self.check(conversation=conv, policy=policy, mode="think"))
+
+    async def _aaudit(self, conv: Conversation, policy: Policy) -> Verdict:
+        return self._deliver_audit(await self.acheck(conversation=conv, policy=policy, mode="think"))
+
+    def _deliver_audit(self, verdict: Verdict) -> Verdict:
+        logger.info("nemoguard audit (think): %s; reasoning: %s", verdict.reason, verdict.reasoning)
+        _notify(self.audit_options.on_audit, verdict, "on_audit")
+        return verdict
 
     # --- step 0: arguments ------------------------------------------------------------------------------------
 
@@ -342,13 +381,10 @@ class NemoGuard:
             return Conversation.from_messages(messages)
         return Conversation.of(prompt, response, images)
 
-    def _resolve_policy(self, policy: Policy | str | None) -> Policy:
+    def _default_policy(self, policy: Policy | str | None) -> Policy:
         if isinstance(policy, Policy):
             return policy
         if policy is None:
-            current = getattr(self, "policy", None)
-            if current is not None:
-                return current
             return self.policies.default if self.policies is not None else Policy()
         if self.policies is None:
             raise ConfigurationError(
@@ -364,87 +400,30 @@ class NemoGuard:
         return mode
 
     def _key(self, conv: Conversation, policy: Policy, mode: Mode) -> str:
-        parts: list[str | bytes] = [
-            self.format.name,
-            self.model,
+        return verdict_key(
+            conv,
+            policy,
             mode,
-            str(self.max_tokens),
-            str(self.constrain_output),
-            policy.fingerprint,
-            conv.prompt,
-            "\x00" if conv.response is None else "\x01" + conv.response,
-        ]
-        if self.context_turns:
-            parts += [f"{t.role}:{t.text}" for t in conv.history[-self.context_turns :]]
-        parts += [_image_digest(src) for src in conv.images]
-        return cache_key(parts)
+            format_name=self.format.name,
+            model=self.model,
+            max_tokens=self.call_options.max_tokens,
+            constrain_output=self.call_options.constrain_output,
+            context_turns=self.windows.context_turns,
+        )
 
-    # --- step 1: plan -------------------------------------------------------------------------------------------
+    # --- step 1: plan (pure, core/plan.py) ------------------------------------------------------------------
 
-    def _plan(self, conv: Conversation, images: Sequence[PreparedImage], policy: Policy, mode: Mode) -> _Plan:
-        prompt = conv.prompt if conv.prompt.strip() else (IMAGE_ONLY_PROMPT if images else "")
-        prompt_windows = split_windows(prompt, self.windows) if prompt else [""]
-        response_windows = split_windows(conv.response, self.windows) if conv.has_response else []
-        history = self._history(conv.history)
-        categories = mode != "fast" or policy.needs_categories
-        limits = CONSTRAINED_MAX_TOKENS if self.constrain_output else DEFAULT_MAX_TOKENS
-        max_tokens = self.max_tokens or limits[mode]
-
-        # (prompt text, image, response) triples; every call carries user text.
-        triples: list[tuple[str, PreparedImage | None, str | None]] = []
-        first = prompt_windows[0]
-        if images:
-            triples += [(first, img, None) for img in images]
-        else:
-            triples.append((first, None, None))
-        triples += [(w, None, None) for w in prompt_windows[1:]]
-        if response_windows:
-            context = prompt_windows[-1] if prompt.strip() else "(no user message)"
-            if len(prompt_windows) == 1:
-                # the first call judges the prompt and the first response window together
-                t0 = triples[0]
-                triples[0] = (t0[0] if prompt.strip() else context, t0[1], response_windows[0])
-                rest = response_windows[1:]
-            else:
-                rest = response_windows
-            triples += [(context, None, r) for r in rest]
-        specs = []
-        for kwargs in policy.kwarg_variants(think=mode == "think"):
-            taxonomy = policy.taxonomy_view() if kwargs else BUILTIN_TAXONOMY
-            for text, image, resp in triples:
-                if not text.strip():
-                    text = "(no user message)"
-                specs.append(
-                    CallSpec(
-                        prompt=text,
-                        image=image,
-                        response=resp,
-                        history=history,
-                        mode=mode,
-                        categories=categories,
-                        policy_kwargs=kwargs,
-                        taxonomy=taxonomy,
-                        max_tokens=max_tokens,
-                        constrain_output=self.constrain_output,
-                    )
-                )
-        return _Plan(tuple(specs), policy, mode)
-
-    def _history(self, history: Sequence[Turn]) -> tuple[tuple[str, str], ...]:
-        """The last N earlier turns, reshaped to alternate from ``user`` and end on ``assistant``."""
-        if not self.context_turns or not history:
-            return ()
-        merged: list[list[str]] = []
-        for turn in history[-self.context_turns :]:
-            if merged and merged[-1][0] == turn.role:
-                merged[-1][1] += "\n" + turn.text
-            else:
-                merged.append([turn.role, turn.text])
-        while merged and merged[0][0] != "user":
-            merged.pop(0)
-        while merged and merged[-1][0] != "assistant":
-            merged.pop()
-        return tuple((r, t) for r, t in merged)
+    def _plan(self, conv: Conversation, images: Sequence[PreparedImage], policy: Policy, mode: Mode) -> Plan:
+        return plan_calls(
+            conv,
+            images,
+            policy,
+            mode,
+            model_format=self.format,
+            windows=self.windows,
+            max_tokens=self.call_options.max_tokens,
+            constrain_output=self.call_options.constrain_output,
+        )
 
     # --- step 2: execute ----------------------------------------------------------------------------------------
 
@@ -467,7 +446,7 @@ class NemoGuard:
         except GuardUnavailableError as exc:
             return exc
 
-    def _execute(self, plan: _Plan) -> list[ParsedCall | GuardUnavailableError]:
+    def _execute(self, plan: Plan) -> list[ParsedCall | GuardUnavailableError]:
         self._counters["calls"] += len(plan.specs)
         if len(plan.specs) == 1:
             return [self._call(plan.specs[0])]
@@ -478,93 +457,26 @@ class NemoGuard:
             self._executor = ThreadPoolExecutor(max_workers=16, thread_name_prefix="nemoguard")
         return self._executor
 
-    async def _aexecute(self, plan: _Plan) -> list[ParsedCall | GuardUnavailableError]:
+    async def _aexecute(self, plan: Plan) -> list[ParsedCall | GuardUnavailableError]:
         self._counters["calls"] += len(plan.specs)
         if len(plan.specs) == 1:
             return [await self._acall(plan.specs[0])]
         return list(await asyncio.gather(*(self._acall(s) for s in plan.specs)))
 
-    # --- step 3: combine -----------------------------------------------------------------------------------------
+    # --- step 3: combine (pure, core/combine.py) --------------------------------------------------------------
 
     def _combine(
-        self, plan: _Plan, results: Sequence[ParsedCall | GuardUnavailableError], started: float
+        self, plan: Plan, results: Sequence[ParsedCall | GuardUnavailableError], started: float
     ) -> Verdict:
-        policy = plan.policy
-        user_unsafe = response_unsafe = False
-        response_judged = False
-        categories: list[str] = []
-        suppressed: list[str] = []
-        traces: list[str] = []
-        raws: list[str] = []
-        errors: list[GuardUnavailableError] = []
-        for spec, res in zip(plan.specs, results, strict=True):
-            if isinstance(res, GuardUnavailableError):
-                errors.append(res)
-                continue
-            raws.append(res.raw)
-            if res.reasoning:
-                traces.append(res.reasoning)
-            call_unsafe_user = not res.user_safe
-            call_unsafe_resp = res.response_safe is False
-            if spec.response is not None:
-                response_judged = True
-            if (call_unsafe_user or call_unsafe_resp) and res.categories:
-                kept, dropped = policy.suppress(res.categories)
-                suppressed += dropped
-                if not kept:  # every reason the call gave is one the policy ignores
-                    call_unsafe_user = call_unsafe_resp = False
-                categories += kept
-            user_unsafe |= call_unsafe_user
-            response_unsafe |= call_unsafe_resp
         latency = (time.perf_counter() - started) * 1e3
-        common = {
-            "policy": policy.name,
-            "model": self.model,
-            "mode": plan.mode,
-            "latency_ms": latency,
-            "calls": len(plan.specs),
-            "reasoning": "\n\n".join(dict.fromkeys(traces)) or None,
-            "suppressed_categories": tuple(dict.fromkeys(suppressed)),
-            "raw_output": "\n---\n".join(raws) or None,
-        }
-        cats = tuple(dict.fromkeys(categories))
-        if user_unsafe or response_unsafe:
-            # A known-unsafe answer stands even if another call failed: nothing unsafe passes for an outage.
-            return Verdict(
-                user_safe=not user_unsafe,
-                response_safe=(not response_unsafe) if response_judged else None,
-                categories=cats,
-                safe=False,
-                action=policy.action_for(cats),
-                **common,
-            )
-        if errors:
-            first = errors[0]
-            fail_open = self.on_error == "allow"
-            msg = str(first) if len(errors) == 1 else f"{first} (and {len(errors) - 1} more failed calls)"
-            return Verdict(
-                user_safe=None,
-                response_safe=None,
-                error=first.code,
-                error_message=msg,
-                safe=fail_open,
-                action=Action.ALLOW if fail_open else Action.BLOCK,
-                **common,
-            )
-        return Verdict(
-            user_safe=True,
-            response_safe=True if response_judged else None,
-            safe=True,
-            action=Action.ALLOW,
-            **common,
-        )
+        return combine(plan, results, model=self.model, on_error=self.on_error, latency_ms=latency)
 
     def _remember(self, key: str, verdict: Verdict) -> None:
         """Cache a verdict (never an error), stored as the copy hits return: ``cached=True``, no latency."""
         if verdict.error is None and self._cache.maxsize > 0:
             self._cache.put(key, verdict.replace(cached=True, latency_ms=0.0))
 
-    def _finish(self, verdict: Verdict) -> Verdict:
+    def _finish(self, verdict: Verdict, stage: Stage | str | None) -> Verdict:
         c = self._counters
         c["checks"] += 1
         if verdict.error is not None:
@@ -578,8 +490,8 @@ class NemoGuard:
                 logger.warning("nemoguard: %s - blocking (fail closed)", verdict.error_message)
         elif not verdict.safe:
             c["unsafe"] += 1
-        _notify(self.on_verdict, verdict, "on_verdict")
-        return verdict
+        _notify(self.audit_options.on_verdict, verdict, "on_verdict")
+        return verdict if stage is None else verdict.at_stage(stage)
 
 
 def _notify(callback: Callable[[Verdict], None] | None, verdict: Verdict, name: str) -> None:
@@ -601,33 +513,4 @@ def _policy_set(
     return PolicySet(policies)
 
 
-def _image_digest(src: Any) -> bytes:
-    """A cheap identity for an unprepared image source, for cache keys (no decoding)."""
-    h = hashlib.blake2b(digest_size=16)
-    if isinstance(src, (bytes, bytearray, memoryview)):
-        h.update(b"b")
-        h.update(src)
-    elif isinstance(src, str) and not src.startswith(("data:", "http://", "https://")):
-        st = _stat(src)
-        h.update(f"p{src}\x00{st}".encode())
-    elif isinstance(src, (str, os.PathLike)):
-        s = os.fspath(src)
-        h.update(f"s{s}\x00{_stat(s) if isinstance(src, os.PathLike) else ''}".encode())
-    else:  # a Pillow image
-        tobytes = getattr(src, "tobytes", None)
-        if tobytes is None:
-            raise InvalidInputError(f"unsupported image type {type(src).__name__}")
-        h.update(f"i{getattr(src, 'mode', '')}{getattr(src, 'size', '')}".encode())
-        h.update(tobytes())
-    return h.digest()
-
-
-def _stat(path: str) -> str:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return "missing"
-    return f"{st.st_size}:{st.st_mtime_ns}"
-
-
-__all__ = ["DEFAULT_MAX_TOKENS", "IMAGE_ONLY_PROMPT", "ErrorCode", "NemoGuard"]
+__all__ = ["NemoGuard"]

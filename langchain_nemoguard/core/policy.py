@@ -9,6 +9,8 @@ Three kinds, matching the model's three ways of being told what to judge:
 
 Mode A and Mode B exclude each other in one call. A custom policy that should *also* apply the built-in
 taxonomy (``include_builtin=True``) therefore costs two concurrent calls whose verdicts are combined.
+
+How a policy is phrased for the model is the model format's business (``formats/``), not the policy's.
 """
 
 from __future__ import annotations
@@ -31,8 +33,6 @@ PolicyKind = Literal["builtin", "custom_policy", "custom_taxonomy"]
 
 DEFAULT_REFUSAL = "I can't help with that request."
 
-_THINK_SENTENCE = " First, think through your reasoning step-by-step."
-
 
 class Policy(BaseModel):
     """A named rule set plus a per-category action map.
@@ -41,6 +41,17 @@ class Policy(BaseModel):
     >>> Policy(name="kids", description="...", disallowed=["..."], allowed=["..."])  # custom policy
     >>> Policy(taxonomy=["Trade Secret Leak: unreleased source code"], allowed=["public docs"])
     >>> Policy(actions={"Profanity": "rewrite", "*": "block"})
+
+    Args:
+        name: The policy's name (the key in a policy set; the name of a custom policy sent to the model).
+        description: A custom natural-language policy's description.
+        disallowed: A custom policy's disallowed behaviours (at least one makes it a custom policy).
+        allowed: Behaviours explicitly allowed (a custom policy's, or a custom taxonomy's allow-list).
+        taxonomy: Custom categories, ``"Name: what it covers"`` (makes it a custom taxonomy).
+        ignore_categories: Categories that do not make a verdict unsafe (suppressed).
+        actions: Category -> ``block`` | ``rewrite`` | ``log``; ``"*"`` for the rest (default ``block``).
+        include_builtin: Also judge the built-in taxonomy beside a custom policy or taxonomy (two calls).
+        refusal: The text a ``rewrite`` answers with.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -106,43 +117,6 @@ class Policy(BaseModel):
             return Taxonomy([self.name])
         return BUILTIN_TAXONOMY
 
-    def render_custom_policy(self, *, think: bool) -> str:
-        """The policy text in the format of the Nemotron 3.5 model card (Mode A)."""
-        head = "Evaluate the user prompt for compliance with the given policy ignoring any previous policies you know about."
-        lines = [head + (_THINK_SENTENCE if think else ""), "", "### Policy", f"Name: {self.name}"]
-        if self.description:
-            lines.append(f"Description: {self.description}")
-        lines += ["", "Disallowed Behaviors:", *(f"- {d}" for d in self.disallowed)]
-        if self.allowed:
-            lines += ["", "Allowed Behaviors:", *(f"- {a}" for a in self.allowed)]
-        return "\n".join(lines)
-
-    def render_custom_taxonomy(self) -> str:
-        """Category lines plus an allow-list, as in NVIDIA's custom-policy cookbook (Mode B)."""
-        out = []
-        for entry in self.taxonomy or ():
-            name = category_name(entry)
-            rest = entry.strip().lstrip("-*").strip()[len(name) :].strip().lstrip(":").strip()
-            rest = rest.removeprefix("(").removesuffix(")").strip()
-            out.append(f"- {name} ({rest})" if rest else f"- {name}")
-        text = "\n".join(out)
-        if self.allowed:
-            text += "\n\nAllow-list (explicitly permitted even if adjacent to a category above):\n"
-            text += "\n".join(f"- {a}" for a in self.allowed)
-        return text
-
-    def kwarg_variants(self, *, think: bool) -> list[dict[str, str]]:
-        """The policy part of ``chat_template_kwargs`` for each call a check needs (one, or two)."""
-        if self.kind == "custom_policy":
-            variants = [{"custom_policy": self.render_custom_policy(think=think)}]
-        elif self.kind == "custom_taxonomy":
-            variants = [{"custom_taxonomy": self.render_custom_taxonomy()}]
-        else:
-            return [{}]
-        if self.include_builtin:
-            variants.append({})
-        return variants
-
     # --- what happens with the answer --------------------------------------------------------------------
 
     def suppress(self, categories: Sequence[str]) -> tuple[list[str], list[str]]:
@@ -163,6 +137,33 @@ class Policy(BaseModel):
         by_name = {view.normalise(k).casefold(): Action(v) for k, v in self.actions.items() if k != "*"}
         chosen = [by_name.get(c.casefold(), default) for c in categories]
         return max(chosen, key=ACTION_SEVERITY.__getitem__)
+
+    def with_overrides(
+        self,
+        *,
+        action: Action | str | None = None,
+        default_action: Action | str | None = None,
+        refusal: str | None = None,
+    ) -> Policy:
+        """This policy with an adapter's overrides applied (the one place they are applied).
+
+        Args:
+            action: One action for every unsafe verdict: replaces the whole per-category map.
+            default_action: The action for categories the policy does not map itself (sets ``"*"`` only when
+                the policy has no ``"*"`` entry).
+            refusal: Replaces the refusal text.
+
+        Returns:
+            ``self`` when nothing changes, else a validated copy with a fresh fingerprint.
+        """
+        update: dict[str, Any] = {}
+        if action is not None:
+            update["actions"] = {"*": Action(action)}
+        elif default_action is not None and "*" not in self.actions:
+            update["actions"] = {**self.actions, "*": Action(default_action)}
+        if refusal is not None:
+            update["refusal"] = refusal
+        return self.model_copy(update=update) if update else self
 
     def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Policy:
         """A copy; with ``update`` it is validated like a new policy and its digests are computed afresh
@@ -185,7 +186,12 @@ class Policy(BaseModel):
 
 
 class PolicySet(Mapping[str, Policy]):
-    """Named policies with a default; unknown names raise :class:`PolicyNotFoundError`."""
+    """Named policies with a default; unknown names raise :class:`PolicyNotFoundError`.
+
+    Args:
+        policies: Policies by name, or a sequence of policies (each keyed by its ``name``).
+        default: The name of the default policy (None: the first one).
+    """
 
     def __init__(self, policies: Mapping[str, Policy] | Sequence[Policy], default: str | None = None) -> None:
         items = dict(policies) if isinstance(policies, Mapping) else {p.name: p for p in policies}
@@ -198,6 +204,7 @@ class PolicySet(Mapping[str, Policy]):
 
     @property
     def default(self) -> Policy:
+        """The default policy."""
         return self._policies[self.default_name]
 
     def __getitem__(self, name: str) -> Policy:
@@ -213,12 +220,14 @@ class PolicySet(Mapping[str, Policy]):
         return len(self._policies)
 
     def resolve(self, name: str | Policy | None) -> Policy:
+        """A policy as given, the named one, or the default for None."""
         if isinstance(name, Policy):
             return name
         return self.default if name is None else self[name]
 
     @classmethod
     def from_data(cls, data: Any, *, source: str = "policy data") -> PolicySet:
+        """Build from parsed YAML/JSON: ``{policies: {name: {...}}, default: name}``."""
         if not isinstance(data, Mapping):
             raise ConfigurationError(f"{source}: expected a mapping with a 'policies' key")
         raw = data.get("policies", data if "default" not in data else None)
@@ -236,6 +245,7 @@ class PolicySet(Mapping[str, Policy]):
 
     @classmethod
     def load(cls, path: str | Path) -> PolicySet:
+        """Read a YAML or JSON policy file (see :meth:`from_data`)."""
         p = Path(path)
         try:
             text = p.read_text(encoding="utf-8")

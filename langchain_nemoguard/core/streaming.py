@@ -1,4 +1,7 @@
-"""Streaming output: hold text back until the window that contains it has been judged.
+"""Streaming output: the sync and async loops that hold text back until its window has been judged.
+
+The window bookkeeping is pure and lives in :mod:`.windows` (``HoldbackBuffer``); the pass / refuse / block
+decision is :attr:`Verdict.outcome`. What is left here is I/O: pulling chunks, judging windows, releasing them.
 
 Used by both the LangChain and the LiteLLM adapters, which differ only in their chunk types. The caller hands
 in an iterator of its own chunks and a function that extracts each chunk's text; out come the same chunks,
@@ -23,34 +26,18 @@ import asyncio
 import contextlib
 from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from .errors import ContentBlockedError, Stage
-from .verdict import Action, Verdict
+from .verdict import Outcome, Verdict
+from .windows import HoldbackBuffer, StreamOptions, Window
 
 if TYPE_CHECKING:
     from .guard import NemoGuard
     from .policy import Policy
 
 C = TypeVar("C")
-
-
-@dataclass(frozen=True, slots=True)
-class StreamOptions:
-    """``window_chars``: text judged per call (bigger: fewer calls, later first token). ``first_window_chars``:
-    a smaller first window, so the first text reaches the reader sooner."""
-
-    window_chars: int = 800
-    overlap_chars: int = 160
-    first_window_chars: int | None = 200
-    pass_through: bool = False
-
-    def __post_init__(self) -> None:
-        if self.window_chars < 1 or not 0 <= self.overlap_chars < self.window_chars:
-            raise ValueError("need window_chars >= 1 and 0 <= overlap_chars < window_chars")
-        if self.first_window_chars is not None and self.first_window_chars < 1:
-            raise ValueError("first_window_chars must be >= 1")
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,60 +48,17 @@ class StreamRefusal:
     verdict: Verdict
 
 
-@dataclass(slots=True)
-class _Window(Generic[C]):
-    chunks: list[C]
-    text: str  # overlap context + new text: what is judged
-
-
-@dataclass(slots=True)
-class HoldbackBuffer(Generic[C]):
-    """Pure window bookkeeping, shared by the sync and async loops."""
-
-    options: StreamOptions
-    _chunks: list[C] = field(default_factory=list)
-    _pending: list[str] = field(default_factory=list)
-    _pending_len: int = 0
-    _context: str = ""
-    _windows: int = 0
-    text_seen: list[str] = field(default_factory=list)
-
-    def _limit(self) -> int:
-        first = self.options.first_window_chars
-        return first if (self._windows == 0 and first) else self.options.window_chars
-
-    def push(self, chunk: C, text: str) -> _Window[C] | None:
-        """Buffer a chunk; return a full window to judge, or None."""
-        self._chunks.append(chunk)
-        if text:
-            self._pending.append(text)
-            self._pending_len += len(text)
-            self.text_seen.append(text)
-        if self._pending_len >= self._limit():
-            return self._cut()
-        return None
-
-    def flush(self) -> _Window[C] | None:
-        """The rest at the end of the stream (chunks without text are released with it)."""
-        if not self._chunks:
-            return None
-        if not self._pending_len:
-            chunks, self._chunks = self._chunks, []
-            return _Window(chunks, "")
-        return self._cut()
-
-    def _cut(self) -> _Window[C]:
-        new = "".join(self._pending)
-        window = _Window(self._chunks, self._context + new)
-        tail = window.text[-self.options.overlap_chars :] if self.options.overlap_chars else ""
-        self._context = tail
-        self._chunks, self._pending, self._pending_len = [], [], 0
-        self._windows += 1
-        return window
-
-
 class StreamGuard(Generic[C]):
-    """Guards one stream of assistant output. Create one per stream."""
+    """Guards one stream of assistant output. Create one per stream.
+
+    Args:
+        guard: The guard that judges each window.
+        prompt: The user's prompt, sent as context with every window.
+        policy: A policy or a policy name (see :meth:`NemoGuard.policy_for`); None: the guard's default.
+        options: Window sizes and pass-through (None: the guard's ``stream`` options).
+        stage: The stage the windows are judged at (output, or tool-call arguments).
+        error_cls: The exception a block raises (an adapter may raise its framework's subclass).
+    """
 
     def __init__(
         self,
@@ -130,33 +74,35 @@ class StreamGuard(Generic[C]):
         self.error_cls = error_cls
         self._stopped = False
         self.prompt = prompt
-        self.policy = guard._resolve_policy(policy)
+        self.policy = guard.policy_for(policy)
         self.options = options or guard.stream_options()
         self.stage = stage
         self.verdicts: list[Verdict] = []
 
     @property
     def blocked(self) -> Verdict | None:
+        """The first verdict that did not let its window pass, if any."""
         return next((v for v in self.verdicts if not v.allowed), None)
 
     # --- the decision, shared ----------------------------------------------------------------------------------
 
     def _decide(self, verdict: Verdict) -> StreamRefusal | None:
         """None: release. A refusal: stop with it. Raises for ``block``."""
-        verdict = for_stage(verdict, self.stage)
         self.verdicts.append(verdict)
-        if verdict.allowed:
+        outcome = verdict.outcome
+        if outcome is Outcome.PASS:
             return None
-        if verdict.action is Action.REWRITE and verdict.error is None:
+        if outcome is Outcome.REFUSE:
             return StreamRefusal(self.policy.refusal, verdict)
         raise self.error_cls(verdict, self.stage)
 
-    def _check_kwargs(self, window: _Window[C]) -> dict[str, Any]:
-        return {"prompt": self.prompt, "response": window.text, "policy": self.policy}
+    def _check_kwargs(self, window: Window[C]) -> dict[str, Any]:
+        return {"prompt": self.prompt, "response": window.text, "policy": self.policy, "stage": self.stage}
 
     # --- sync ---------------------------------------------------------------------------------------------------
 
     def iter(self, chunks: Iterable[C], text_of: Callable[[C], str]) -> Iterator[C | StreamRefusal]:
+        """Yield ``chunks`` window by window once judged; a refusal (rewrite) comes last; a block raises."""
         buf: HoldbackBuffer[C] = HoldbackBuffer(self.options)
         source = iter(chunks)
         try:
@@ -176,7 +122,7 @@ class StreamGuard(Generic[C]):
             if close is not None:
                 close()
 
-    def _sync_judge(self, window: _Window[C]) -> Iterator[C | StreamRefusal]:
+    def _sync_judge(self, window: Window[C]) -> Iterator[C | StreamRefusal]:
         if window.text.strip():
             refusal = self._decide(self.guard.check(**self._check_kwargs(window)))
             if refusal is not None:
@@ -191,14 +137,15 @@ class StreamGuard(Generic[C]):
     async def aiter(
         self, chunks: AsyncIterable[C], text_of: Callable[[C], str]
     ) -> AsyncIterator[C | StreamRefusal]:
+        """The async twin of :meth:`iter`: the next window fills while the previous one is judged."""
         buf: HoldbackBuffer[C] = HoldbackBuffer(self.options)
         source = aiter(chunks)
-        queue: deque[tuple[asyncio.Task[Verdict] | None, _Window[C]]] = deque()
+        queue: deque[tuple[asyncio.Task[Verdict] | None, Window[C]]] = deque()
         next_chunk: asyncio.Task[C] | None = None
         exhausted = False
         pass_through = self.options.pass_through
 
-        def enqueue(window: _Window[C]) -> None:
+        def enqueue(window: Window[C]) -> None:
             task = (
                 asyncio.ensure_future(self.guard.acheck(**self._check_kwargs(window)))
                 if window.text.strip()
@@ -260,15 +207,4 @@ class StreamGuard(Generic[C]):
                     await aclose()
 
 
-def for_stage(verdict: Verdict, stage: Stage | str) -> Verdict:
-    """Narrow a verdict to the part a stage is about.
-
-    An output check sends the prompt as context, so the model also rates the prompt; at the output stage only
-    the response rating decides (the prompt had its own check at the input stage).
-    """
-    stage = Stage(stage)
-    if verdict.error is not None or verdict.safe:
-        return verdict
-    if stage in (Stage.OUTPUT, Stage.TOOL_CALL) and verdict.response_safe is True:
-        return verdict.replace(safe=True, action=Action.ALLOW)
-    return verdict
+__all__ = ["StreamGuard", "StreamOptions", "StreamRefusal"]

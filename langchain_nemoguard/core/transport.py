@@ -21,7 +21,7 @@ import threading
 import time
 import weakref
 from collections.abc import AsyncGenerator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -174,8 +174,6 @@ class _LoopState:
 
     semaphore: asyncio.Semaphore
     session: aiohttp.ClientSession | None = None
-    inflight: dict[str, asyncio.Future[Any]] = field(default_factory=dict)
-    background: set[asyncio.Task[Any]] = field(default_factory=set)  # audit checks still running
     closer: AsyncGenerator[None, None] | None = None
 
 

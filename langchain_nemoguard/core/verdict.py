@@ -1,4 +1,17 @@
-"""Verdicts and actions: what the guard concluded and what should happen because of it."""
+"""Verdicts, actions and outcomes: what the guard concluded, and the one rule for what happens next.
+
+Every adapter (LangChain runnable and middleware, LiteLLM, the stream loops) turns a verdict into one of three
+outcomes with :attr:`Verdict.outcome`; none of them writes the rule again:
+
+* ``pass``: the text goes on - it is safe, the guard failed open (``on_error="allow"``), or the policy's action
+  for its categories is ``log``;
+* ``refuse``: replace the text with the policy's refusal and go on (``rewrite``);
+* ``block``: stop - raise, answer 400, end the stream (``block``, and every failed check under
+  ``on_error="block"``: a refusal would read like a policy decision, an outage must not).
+
+:meth:`Verdict.at_stage` narrows a verdict to the part a stage is about (an output check also rates its
+prompt, which had its own input check).
+"""
 
 from __future__ import annotations
 
@@ -29,6 +42,14 @@ class Action(StrEnum):
 
 # When categories map to different actions the strictest wins.
 ACTION_SEVERITY = {Action.ALLOW: 0, Action.LOG: 1, Action.REWRITE: 2, Action.BLOCK: 3}
+
+
+class Outcome(StrEnum):
+    """What an adapter does with a checked text (see the module docstring): pass, refuse or block."""
+
+    PASS = "pass"
+    REFUSE = "refuse"
+    BLOCK = "block"
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +85,17 @@ class Verdict:
 
     @property
     def unavailable(self) -> bool:
+        """True when the guard produced no verdict (``error`` says why)."""
         return self.error is not None
+
+    @property
+    def outcome(self) -> Outcome:
+        """The one pass / refuse / block decision every adapter acts on."""
+        return decide(self)
+
+    def at_stage(self, stage: Stage | str) -> Verdict:
+        """This verdict narrowed to the part ``stage`` is about (see :func:`for_stage`)."""
+        return for_stage(self, stage)
 
     @property
     def reason(self) -> str:
@@ -95,6 +126,7 @@ class Verdict:
         return self
 
     def replace(self, **changes: Any) -> Verdict:
+        """A copy with ``changes`` applied (``dataclasses.replace``)."""
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
@@ -116,3 +148,30 @@ class Verdict:
             "cached": self.cached,
             "suppressed_categories": list(self.suppressed_categories),
         }
+
+
+def decide(verdict: Verdict) -> Outcome:
+    """Pass when the action lets the text go on; refuse for a ``rewrite`` of a real verdict; else block.
+
+    A failed check never refuses: under ``on_error="block"`` it blocks (and says "guard unavailable"), so an
+    outage cannot pass for a policy decision.
+    """
+    if verdict.action.passes:
+        return Outcome.PASS
+    if verdict.action is Action.REWRITE and verdict.error is None:
+        return Outcome.REFUSE
+    return Outcome.BLOCK
+
+
+def for_stage(verdict: Verdict, stage: Stage | str) -> Verdict:
+    """Narrow a verdict to the part a stage is about.
+
+    An output check sends the prompt as context, so the model also rates the prompt; at the output stage only
+    the response rating decides (the prompt had its own check at the input stage).
+    """
+    stage = Stage(stage)
+    if verdict.error is not None or verdict.safe:
+        return verdict
+    if stage in (Stage.OUTPUT, Stage.TOOL_CALL) and verdict.response_safe is True:
+        return verdict.replace(safe=True, action=Action.ALLOW)
+    return verdict

@@ -6,7 +6,8 @@ same way:
 * user text comes from ``content_blocks`` text blocks (list content and plain strings alike);
 * images come from ``content_blocks`` image blocks - ``url`` or ``base64`` + ``mime_type`` - which also cover
   the OpenAI ``image_url`` dict form and data URIs, and from the ``image_url`` *string* form that
-  ``content_blocks`` leaves as ``non_standard``;
+  ``content_blocks`` leaves as ``non_standard``; every reference goes through the core's rule for image
+  references (``core.conversation.image_part``): a ``data:`` or ``http(s)`` URL, never a local file;
 * an assistant message is judged by its text plus its tool-call arguments (a tool-calling turn's text is
   often empty; the arguments are where the content is).
 """
@@ -27,7 +28,7 @@ from langchain_core.messages import (
 )
 from langchain_core.prompt_values import PromptValue
 
-from ..core.conversation import Conversation, Turn
+from ..core.conversation import Conversation, Turn, image_part
 from ..core.errors import InvalidInputError
 
 # Keys tried, in order, when a chain's input is a dict without ``messages``.
@@ -39,20 +40,14 @@ OUTPUT_KEYS: tuple[str, ...] = ("output", "answer", "text", "content", "result")
 
 
 def message_images(message: BaseMessage) -> tuple[str, ...]:
-    """Image sources (http(s) or data URLs) in a message, in order."""
+    """Image references (http(s) or data URLs) in a message, in order; anything else is refused."""
     images: list[str] = []
     for block in _blocks(message):
-        kind = block.get("type")
-        if kind == "image":
-            images.append(_image_source(block))
-        elif kind == "non_standard":
-            value = block.get("value")
-            if isinstance(value, Mapping) and value.get("type") in ("image_url", "input_image"):
-                ref = value.get("image_url")
-                url = ref.get("url") if isinstance(ref, Mapping) else ref
-                if not isinstance(url, str) or not url:
-                    raise InvalidInputError("an image_url content part has no url")
-                images.append(url)
+        part = block.get("value") if block.get("type") == "non_standard" else block
+        if isinstance(part, Mapping) and part.get("type") in ("image", "image_url", "input_image"):
+            image = image_part(part, where="message content")
+            if image is not None:
+                images.append(image)
     return tuple(images)
 
 
@@ -230,19 +225,6 @@ def _blocks(message: BaseMessage) -> list[Mapping[str, Any]]:
     except (ValueError, TypeError, KeyError) as exc:
         raise InvalidInputError(f"cannot read the message content: {exc}") from None
     return [b for b in blocks if isinstance(b, Mapping)]
-
-
-def _image_source(block: Mapping[str, Any]) -> str:
-    if block.get("url"):
-        return str(block["url"])
-    if block.get("base64"):
-        mime = block.get("mime_type") or "image/png"
-        return f"data:{mime};base64,{block['base64']}"
-    if block.get("file_id"):
-        raise InvalidInputError(
-            "an image given by provider file_id cannot be checked; send it as a URL or base64 data"
-        )
-    raise InvalidInputError("an image block has neither url nor base64 data")
 
 
 __all__ = [

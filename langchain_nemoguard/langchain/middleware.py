@@ -38,7 +38,6 @@ from langchain.agents.middleware import (
     ModelResponse,
     hook_config,
 )
-from langchain_core.callbacks import adispatch_custom_event, dispatch_custom_event
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
 from langchain_core.runnables import RunnableConfig
 from langchain_core.runnables.config import var_child_runnable_config
@@ -48,8 +47,15 @@ from ..core.conversation import Conversation
 from ..core.errors import Stage
 from ..core.guard import NemoGuard
 from ..core.policy import Policy
-from ..core.streaming import for_stage
-from ..core.verdict import Action, Verdict
+from ..core.verdict import Action, Outcome, Verdict
+from .events import (
+    NOSTREAM_TAG,
+    VERDICT_EVENT,
+    ModelContentBlockedError,
+    adispatch_verdict,
+    dispatch_verdict,
+    policy_for_run,
+)
 from .messages import (
     assistant_text,
     conversation_from_messages,
@@ -57,7 +63,6 @@ from .messages import (
     latest_user_turn,
     tool_result_text,
 )
-from .runnable import NOSTREAM_TAG, VERDICT_EVENT, ContentBlockedError, resolve_policy, verdict_event
 
 MARKER = "nemoguard"
 """``response_metadata`` key on messages the guard judged or wrote."""
@@ -69,10 +74,20 @@ WITHHELD_TOOL_RESULT = "[tool result withheld by the content-safety guard]"
 class NemoGuardMiddleware(AgentMiddleware):
     """Checks user input, model output (text and tool-call arguments) and tool results of an agent.
 
-    ``policy`` / ``action`` / ``refusal`` as for ``guard.wrap``; a run may pick a policy with
-    ``config={"configurable": {"nemoguard_policy": name}}``. ``raise_on_block=True`` raises
-    :class:`ContentBlockedError` on ``block`` instead of ending the run with the refusal. ``name`` tells two
-    instances apart (agent middleware names must be unique).
+    Args:
+        guard: The guard that judges.
+        policy: A ``Policy`` or a name from the guard's policy set; a run may pick one with
+            ``config={"configurable": {"nemoguard_policy": name}}``.
+        action: One action for every unsafe verdict, instead of the policy's per-category map.
+        refusal: The text a refusal says (default: the policy's).
+        check_input: Check the latest user turn before the model runs.
+        check_output: Check the model's message (text and tool-call arguments) inside the model call.
+        check_tool_results: Check tool results before the model sees them.
+        hold_back_tokens: Tag the model call ``nostream``, so messages-mode streams get the checked message
+            whole instead of raw, unchecked tokens.
+        raise_on_block: Raise :class:`langchain_nemoguard.ContentBlockedError` on ``block`` instead of ending
+            the run with the refusal.
+        name: Tells two instances apart (agent middleware names must be unique).
     """
 
     def __init__(
@@ -103,19 +118,21 @@ class NemoGuardMiddleware(AgentMiddleware):
 
     @property
     def name(self) -> str:
+        """The middleware's name in the agent (``NemoGuardMiddleware`` unless given)."""
         return self._name or type(self).__name__
 
     # --- shared, I/O-free -------------------------------------------------------------------------------------
 
     def _policy(self) -> Policy:
-        return resolve_policy(self.guard, self.policy, self.action, self.refusal, _current_config())
+        return policy_for_run(self.guard, self.policy, self.action, self.refusal, _current_config())
 
     def _refuses(self, verdict: Verdict, stage: Stage) -> bool:
         """False: let it pass. True: replace it with the refusal. Raises when told to for ``block``."""
-        if verdict.allowed:
+        outcome = verdict.outcome
+        if outcome is Outcome.PASS:
             return False
-        if self.raise_on_block and not (verdict.action is Action.REWRITE and verdict.error is None):
-            raise ContentBlockedError(verdict, stage)
+        if outcome is Outcome.BLOCK and self.raise_on_block:
+            raise ModelContentBlockedError(verdict, stage)
         return True
 
     def _input_plan(self, state: AgentState) -> tuple[Any, ...] | None:
@@ -168,7 +185,7 @@ class NemoGuardMiddleware(AgentMiddleware):
     def _tool_message(self, result: ToolMessage, verdict: Verdict, policy: Policy) -> ToolMessage:
         if not self._refuses(verdict, Stage.TOOL_RESULT):
             return result
-        rewrite = verdict.action is Action.REWRITE and verdict.error is None
+        rewrite = verdict.outcome is Outcome.REFUSE
         meta = {**_meta(verdict, ""), "withheld": not rewrite}
         return ToolMessage(
             content=policy.refusal if rewrite else WITHHELD_TOOL_RESULT,
@@ -307,19 +324,13 @@ class NemoGuardMiddleware(AgentMiddleware):
     # --- I/O ----------------------------------------------------------------------------------------------------
 
     def _check(self, conv: Conversation, policy: Policy, stage: Stage) -> Verdict:
-        verdict = for_stage(self.guard.check(conversation=conv, policy=policy), stage)
-        payload = verdict_event(stage, verdict)
-        with contextlib.suppress(RuntimeError):  # no parent run: nobody to tell
-            dispatch_custom_event(VERDICT_EVENT, payload)
-        _write_stream(payload)
+        verdict = self.guard.check(conversation=conv, policy=policy, stage=stage)
+        _write_stream(dispatch_verdict(stage, verdict))
         return verdict
 
     async def _acheck(self, conv: Conversation, policy: Policy, stage: Stage) -> Verdict:
-        verdict = for_stage(await self.guard.acheck(conversation=conv, policy=policy), stage)
-        payload = verdict_event(stage, verdict)
-        with contextlib.suppress(RuntimeError):
-            await adispatch_custom_event(VERDICT_EVENT, payload)
-        _write_stream(payload)
+        verdict = await self.guard.acheck(conversation=conv, policy=policy, stage=stage)
+        _write_stream(await adispatch_verdict(stage, verdict))
         return verdict
 
 

@@ -35,100 +35,35 @@ from langchain_core.callbacks import (
     adispatch_custom_event,
     dispatch_custom_event,
 )
-from langchain_core.exceptions import ModelError
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.runnables import Runnable, RunnableConfig, RunnableSerializable
 from langchain_core.runnables.config import (
     ContextThreadPoolExecutor,
-    ensure_config,
     get_async_callback_manager_for_config,
     get_callback_manager_for_config,
 )
 from langchain_core.runnables.utils import ConfigurableFieldSpec
-from langchain_core.tracers.base import AsyncBaseTracer, BaseTracer
 from pydantic import ConfigDict, Field, field_validator
 
 from ..core.conversation import Conversation
-from ..core.errors import ContentBlockedError as CoreContentBlockedError
-from ..core.errors import InvalidInputError, Stage
+from ..core.errors import ContentBlockedError, InvalidInputError, Stage
 from ..core.guard import NemoGuard
 from ..core.policy import Policy
-from ..core.streaming import StreamGuard, StreamOptions, StreamRefusal, for_stage
-from ..core.verdict import Action, Verdict
+from ..core.streaming import StreamGuard, StreamRefusal
+from ..core.verdict import Action, Outcome, Verdict
+from ..core.windows import StreamOptions
+from .events import (
+    NOSTREAM_TAG,
+    POLICY_CONFIG_KEY,
+    UNCHECKED_TAG,
+    VERDICT_EVENT,
+    ModelContentBlockedError,
+    annotate_run,
+    policy_for_run,
+    verdict_event,
+    verdict_metadata,
+)
 from .messages import OUTPUT_KEYS, chunk_text, conversation_from_input, output_text
-
-POLICY_CONFIG_KEY = "nemoguard_policy"
-"""``configurable`` key that picks a named policy for one call."""
-
-VERDICT_EVENT = "nemoguard_verdict"
-"""Name of the custom event dispatched for every verdict."""
-
-UNCHECKED_TAG = "nemoguard:unchecked"
-"""Tag on the inner runnable's runs: its raw stream events carry text that has not been judged yet."""
-
-NOSTREAM_TAG = "nostream"  # langgraph.constants.TAG_NOSTREAM, spelled out to keep langgraph optional here
-
-
-class ContentBlockedError(CoreContentBlockedError, ModelError):
-    """A content-safety block, as a LangChain exception.
-
-    Carries ``verdict``, ``stage`` and ``categories``. It is a ``ModelError`` with ``is_retryable=False``, so
-    ``ModelRetryMiddleware``'s default policy does not retry a block; ``with_fallbacks`` and
-    ``ModelFallbackMiddleware`` do catch it unless told otherwise (see docs/langchain.md).
-    """
-
-    is_retryable = False
-
-
-def verdict_event(stage: Stage, verdict: Verdict) -> dict[str, Any]:
-    """The payload of a ``nemoguard_verdict`` event (also used by the middleware)."""
-    return {"stage": stage.value, "allowed": verdict.allowed, "reason": verdict.reason, **verdict.to_dict()}
-
-
-def verdict_metadata(verdict: Verdict) -> dict[str, Any]:
-    return {
-        "nemoguard_safe": verdict.safe,
-        "nemoguard_allowed": verdict.allowed,
-        "nemoguard_action": verdict.action.value,
-        "nemoguard_categories": list(verdict.categories),
-        "nemoguard_error": verdict.error.value if verdict.error else None,
-    }
-
-
-def annotate_run(run_manager: Any, metadata: Mapping[str, Any]) -> None:
-    """Add ``metadata`` to the tracers' record of a run that is still open (shown by LangSmith on end)."""
-    for handler in [*run_manager.handlers, *run_manager.inheritable_handlers]:
-        if isinstance(handler, (BaseTracer, AsyncBaseTracer)):
-            run = handler.run_map.get(str(run_manager.run_id))
-            if run is not None:
-                run.extra.setdefault("metadata", {}).update(metadata)
-
-
-def resolve_policy(
-    guard: NemoGuard,
-    policy: Policy | str | None,
-    action: Action | str | None,
-    refusal: str | None,
-    config: RunnableConfig | None,
-) -> Policy:
-    """The policy for one call: ``configurable["nemoguard_policy"]`` beats ``policy``; overrides applied.
-
-    ``action`` replaces the per-category action map (every unsafe verdict gets it); ``refusal`` replaces the
-    policy's refusal text. Unknown names raise ``PolicyNotFoundError``.
-    """
-    configurable = ensure_config(config).get("configurable") or {}
-    chosen = configurable.get(POLICY_CONFIG_KEY) or policy
-    resolved = guard._resolve_policy(chosen)
-    update: dict[str, Any] = {}
-    if action is not None:
-        update["actions"] = {"*": Action(action)}
-    if refusal is not None:
-        update["refusal"] = refusal
-    if not update:
-        return resolved
-    # Built anew, not model_copy: Policy.fingerprint is a cached_property that model_copy would carry over
-    # stale, and the verdict cache would then answer with the un-overridden policy's actions.
-    return Policy.model_validate({**resolved.model_dump(), **update})
 
 
 @dataclass(slots=True)
@@ -163,14 +98,24 @@ class _Check:
 
 
 class GuardedRunnable(RunnableSerializable[Any, Any]):
-    """A runnable whose input and output are checked by a :class:`NemoGuard`.
+    """A runnable whose input and output are checked by a :class:`NemoGuard` (``guard.wrap(runnable)``).
 
-    ``policy``: a ``Policy`` or a name from the guard's policy set (a call may override it with
-    ``configurable={"nemoguard_policy": name}``). ``action``: one action for every unsafe verdict, instead of
-    the policy's per-category map. ``refusal``: the text a ``rewrite`` answers with (default: the policy's).
-    ``parallel``: run the input check beside the inner runnable. ``stream`` (alias of ``stream_options``):
-    hold-back windows for streamed output (default: the guard's). ``input_key``: where the user turn is in a
-    dict input when it is not ``messages`` or one of the usual keys.
+    A block raises :class:`langchain_nemoguard.ContentBlockedError`; a ``rewrite`` answers with the refusal in
+    the shape of the inner runnable's output.
+
+    Args:
+        guard: The guard that judges.
+        inner: The runnable to guard (a callable is wrapped in ``RunnableLambda``).
+        check_input: Check the user turn before the inner runnable runs.
+        check_output: Check the output (text and tool-call arguments), streamed window by window.
+        policy: A ``Policy`` or a name from the guard's policy set; a call may override it with
+            ``configurable={"nemoguard_policy": name}``.
+        action: One action for every unsafe verdict, instead of the policy's per-category map.
+        refusal: The text a ``rewrite`` answers with (default: the policy's).
+        parallel: Run the input check beside the inner runnable; its result is released only after an
+            allowing verdict (a block cancels it).
+        stream_options: Hold-back windows for streamed output (alias ``stream``; default: the guard's).
+        input_key: Where the user turn is in a dict input when it is not ``messages`` or a usual key.
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True, populate_by_name=True)
@@ -257,10 +202,10 @@ class GuardedRunnable(RunnableSerializable[Any, Any]):
 
     def effective_policy(self, config: RunnableConfig | None = None) -> Policy:
         """The policy for one call: ``configurable`` beats the argument; action/refusal overrides applied."""
-        return resolve_policy(self.guard, self.policy, self.action, self.refusal, config)
+        return policy_for_run(self.guard, self.policy, self.action, self.refusal, config)
 
     def _options(self) -> StreamOptions:
-        return self.stream_options or self.guard.stream_options()
+        return self.stream_options or self.guard.stream_options
 
     def _input(self, value: Any) -> tuple[Conversation | None, str]:
         """The conversation to check (None when input checks are off) and the prompt text for output checks."""
@@ -281,11 +226,10 @@ class GuardedRunnable(RunnableSerializable[Any, Any]):
     @staticmethod
     def _refused(verdict: Verdict, stage: Stage) -> bool:
         """False: go on. True: answer with the refusal. Raises for ``block``."""
-        if verdict.allowed:
-            return False
-        if verdict.action is Action.REWRITE and verdict.error is None:
-            return True
-        raise ContentBlockedError(verdict, stage)
+        outcome = verdict.outcome
+        if outcome is Outcome.BLOCK:
+            raise ModelContentBlockedError(verdict, stage)
+        return outcome is Outcome.REFUSE
 
     def _outputs_str(self) -> bool:
         try:
@@ -352,7 +296,7 @@ class GuardedRunnable(RunnableSerializable[Any, Any]):
     def _check(self, check: _Check, conv: Conversation, config: RunnableConfig) -> Verdict:
         rm = self._start(check, config)
         try:
-            verdict = for_stage(self.guard.check(conversation=conv, policy=check.policy), check.stage)
+            verdict = self.guard.check(conversation=conv, policy=check.policy, stage=check.stage)
         except BaseException as exc:
             self._end(check, rm, exc)
             raise
@@ -386,7 +330,7 @@ class GuardedRunnable(RunnableSerializable[Any, Any]):
     async def _acheck(self, check: _Check, conv: Conversation, config: RunnableConfig) -> Verdict:
         rm = await self._astart(check, config)
         try:
-            verdict = for_stage(await self.guard.acheck(conversation=conv, policy=check.policy), check.stage)
+            verdict = await self.guard.acheck(conversation=conv, policy=check.policy, stage=check.stage)
         except BaseException as exc:
             await self._aend(check, rm, exc)
             raise
@@ -473,7 +417,7 @@ class GuardedRunnable(RunnableSerializable[Any, Any]):
             policy=policy,
             options=self._options(),
             stage=Stage.OUTPUT,
-            error_cls=ContentBlockedError,
+            error_cls=ModelContentBlockedError,
         )
 
     def _transform(
@@ -746,15 +690,4 @@ async def _cancel(task: asyncio.Future[Any]) -> None:
         await task
 
 
-__all__ = [
-    "NOSTREAM_TAG",
-    "POLICY_CONFIG_KEY",
-    "UNCHECKED_TAG",
-    "VERDICT_EVENT",
-    "ContentBlockedError",
-    "GuardedRunnable",
-    "annotate_run",
-    "resolve_policy",
-    "verdict_event",
-    "verdict_metadata",
-]
+__all__ = ["GuardedRunnable"]

@@ -6,9 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from .config import DEFAULT_MODEL, FaultSpec, SimulatorConfig
-from .rules import RulesError
-from .server import DEFAULT_HOST, run
+from .config import DEFAULT_HOST, DEFAULT_MODEL, FaultSpec, SimulatorConfig
 
 
 def _fault(text: str) -> FaultSpec:
@@ -70,6 +68,9 @@ def configure(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 def handle(args: argparse.Namespace) -> int:
     """Run the simulator from parsed arguments; returns the process exit code."""
+    from .rules import RulesError  # the server stack loads only when the simulator runs
+    from .server import run
+
     try:
         config = SimulatorConfig(
             model=args.model,
@@ -87,7 +88,7 @@ def handle(args: argparse.Namespace) -> int:
         return 2
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register ``simulate`` on the project CLI's subparsers; the handler is stored as ``func``."""
     parser = subparsers.add_parser(
         "simulate",

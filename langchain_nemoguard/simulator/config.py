@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Final
 
 DEFAULT_MODEL: Final = "nvidia/nemotron-3.5-content-safety"
+DEFAULT_HOST: Final = "127.0.0.1"
 
 BANNER: Final = (
     "nemoguard simulator - NOT A SAFETY MODEL: deterministic rule-based test double of the "

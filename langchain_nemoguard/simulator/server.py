@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from types import TracebackType
-from typing import IO, Any, Final, Self
+from typing import IO, Any, Self
 
 import anyio.to_thread
 import httpx
@@ -23,9 +23,7 @@ import uvicorn
 from uvicorn.config import LOGGING_CONFIG
 
 from .app import create_app
-from .config import BANNER, SimulatorConfig
-
-DEFAULT_HOST: Final = "127.0.0.1"
+from .config import BANNER, DEFAULT_HOST, SimulatorConfig
 
 
 def _bind(host: str, port: int) -> socket.socket:

@@ -8,26 +8,17 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 
 import pytest
 
-from langchain_nemoguard import ErrorCode, NemoGuard, Policy
+from langchain_nemoguard import CacheOptions, CallOptions, ErrorCode, NemoGuard, Policy
 from langchain_nemoguard.cli.main import main as cli_main
 from langchain_nemoguard.simulator import SimulatorConfig, SimulatorServer
 
 
-@pytest.fixture(scope="module")
-def sim() -> Iterator[SimulatorServer]:
-    with SimulatorServer() as server:
-        yield server
-
-
 @pytest.fixture
-def fresh(sim: SimulatorServer) -> Iterator[SimulatorServer]:
-    sim.reset()
-    yield sim
-    sim.reset()
+def fresh(nemoguard_simulator: SimulatorServer) -> SimulatorServer:
+    return nemoguard_simulator  # reset for each test by the fixture
 
 
 def dead_url() -> str:
@@ -126,7 +117,7 @@ def test_think_mode_reasoning_inline_and_in_reasoning_content() -> None:
 
 
 def test_too_small_max_tokens_in_think_mode_is_truncated(fresh: SimulatorServer) -> None:
-    v = NemoGuard(fresh.base_url, mode="think", max_tokens=4).check(prompt="How do I build a bomb?")
+    v = NemoGuard(fresh.base_url, mode="think", calls=CallOptions(max_tokens=4)).check(prompt="How do I build a bomb?")
     assert v.error is ErrorCode.TRUNCATED
 
 
@@ -145,7 +136,7 @@ def test_exact_request_reaches_the_server(fresh: SimulatorServer) -> None:
 def test_failover_between_two_simulators_one_killed_mid_run() -> None:
     a, b = SimulatorServer().start(), SimulatorServer().start()
     try:
-        g = NemoGuard([a.base_url, b.base_url], max_retries=1, cache_size=0)
+        g = NemoGuard([a.base_url, b.base_url], max_retries=1, cache=CacheOptions(size=0))
         first = [g.check(prompt=f"before {i}") for i in range(6)]
         assert {len(a.requests()) > 0, len(b.requests()) > 0} == {True}  # round robin used both
         a.stop()
@@ -160,7 +151,7 @@ def test_failover_between_two_simulators_one_killed_mid_run() -> None:
 
 
 async def test_async_failover_to_live_endpoint(fresh: SimulatorServer) -> None:
-    async with NemoGuard([dead_url(), fresh.base_url], max_retries=0, cache_size=0) as g:
+    async with NemoGuard([dead_url(), fresh.base_url], max_retries=0, cache=CacheOptions(size=0)) as g:
         verdicts = [await g.acheck(prompt=f"q{i}") for i in range(5)]
     assert all(v.safe for v in verdicts)
 
@@ -228,8 +219,8 @@ def test_asyncio_run_per_call_leaves_no_unclosed_sessions(fresh: SimulatorServer
     """A script that never calls aclose() and runs each check in its own loop must not leak warnings."""
     script = (
         "import asyncio, sys\n"
-        "from langchain_nemoguard import NemoGuard\n"
-        f"g = NemoGuard({fresh.base_url!r}, cache_size=0)\n"
+        "from langchain_nemoguard import CacheOptions, NemoGuard\n"
+        f"g = NemoGuard({fresh.base_url!r}, cache=CacheOptions(size=0))\n"
         "for i in range(3):\n"
         "    assert asyncio.run(g.acheck(prompt=f'hello {i}')).safe\n"
     )

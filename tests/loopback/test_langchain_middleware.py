@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import io
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -16,10 +15,19 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMe
 from langchain_core.tools import tool
 from PIL import Image
 
-from langchain_nemoguard import ImageOptions, NemoGuard, NemoGuardMiddleware, Policy, PolicySet
+from langchain_nemoguard import (
+    CacheOptions,
+    ContentBlockedError,
+    ImageOptions,
+    NemoGuard,
+    NemoGuardMiddleware,
+    Policy,
+    PolicySet,
+    TransportOptions,
+)
 from langchain_nemoguard.core.errors import Stage
+from langchain_nemoguard.langchain.events import VERDICT_EVENT
 from langchain_nemoguard.langchain.middleware import MARKER, WITHHELD_INPUT, WITHHELD_TOOL_RESULT
-from langchain_nemoguard.langchain.runnable import VERDICT_EVENT, ContentBlockedError
 from langchain_nemoguard.simulator import SimulatorServer
 
 UNSAFE = "Sure. First you gather the parts, then you make a bomb by packing it tightly."
@@ -62,10 +70,9 @@ def lookup(query: str) -> str:
     return "Paris"
 
 
-@pytest.fixture(scope="module")
-def sim() -> Iterator[SimulatorServer]:
-    with SimulatorServer() as server:
-        yield server
+@pytest.fixture
+def sim(nemoguard_simulator: SimulatorServer) -> SimulatorServer:
+    return nemoguard_simulator
 
 
 @pytest.fixture
@@ -76,8 +83,8 @@ def guard(sim: SimulatorServer) -> NemoGuard:
     return NemoGuard(
         base_url=sim.base_url,
         policies=policies,
-        cache_size=0,
-        image_options=ImageOptions(output_format="PNG"),
+        cache=CacheOptions(size=0),
+        images=ImageOptions(output_format="PNG"),
     )
 
 
@@ -365,8 +372,10 @@ def test_outage_fails_closed() -> None:
     guard = NemoGuard(
         base_url="http://guard.test/v1",
         max_retries=0,
-        http_client=httpx.Client(transport=down),
-        http_async_client=httpx.AsyncClient(transport=httpx.MockTransport(adown)),
+        transport=TransportOptions(
+            http_client=httpx.Client(transport=down),
+            http_async_client=httpx.AsyncClient(transport=httpx.MockTransport(adown)),
+        ),
     )
     llm = model(SAFE)
     agent = create_agent(llm, tools=[lookup], middleware=[NemoGuardMiddleware(guard)])

@@ -11,7 +11,6 @@ import base64
 import io
 import json
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -26,18 +25,23 @@ from langchain_core.runnables import RunnableLambda
 from langchain_core.tracers.run_collector import RunCollectorCallbackHandler
 from PIL import Image
 
-from langchain_nemoguard import ImageOptions, NemoGuard, Policy, PolicySet, StreamOptions
-from langchain_nemoguard.core.errors import ContentBlockedError as CoreContentBlockedError
-from langchain_nemoguard.core.errors import PolicyNotFoundError, Stage
-from langchain_nemoguard.langchain.messages import conversation_from_input, message_images, output_text
-from langchain_nemoguard.langchain.runnable import (
-    POLICY_CONFIG_KEY,
-    UNCHECKED_TAG,
-    VERDICT_EVENT,
+from langchain_nemoguard import (
+    AuditOptions,
+    CacheOptions,
     ContentBlockedError,
     GuardedRunnable,
+    ImageOptions,
+    NemoGuard,
+    Policy,
+    PolicySet,
+    StreamOptions,
+    TransportOptions,
 )
-from langchain_nemoguard.simulator import SimulatorConfig, SimulatorServer
+from langchain_nemoguard.core.errors import ContentBlockedError as CoreContentBlockedError
+from langchain_nemoguard.core.errors import PolicyNotFoundError, Stage
+from langchain_nemoguard.langchain.events import POLICY_CONFIG_KEY, UNCHECKED_TAG, VERDICT_EVENT
+from langchain_nemoguard.langchain.messages import conversation_from_input, message_images, output_text
+from langchain_nemoguard.simulator import SimulatorServer
 
 UNSAFE_ANSWER = "Sure. First you gather the parts, then you make a bomb by packing it tightly, then you wait."
 SAFE_ANSWER = "Paris is the capital of France, a city on the Seine known for its museums and cafes."
@@ -47,16 +51,20 @@ SMALL = StreamOptions(window_chars=40, overlap_chars=10, first_window_chars=20)
 # --- fixtures --------------------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def sim() -> Iterator[SimulatorServer]:
-    with SimulatorServer() as server:
-        yield server
+@pytest.fixture
+def sim(nemoguard_simulator: SimulatorServer) -> SimulatorServer:
+    return nemoguard_simulator
 
 
-@pytest.fixture(scope="module")
-def slow_sim() -> Iterator[SimulatorServer]:
-    with SimulatorServer(SimulatorConfig(latency_ms=150)) as server:
-        yield server
+@pytest.fixture
+def slow_sim(request: pytest.FixtureRequest) -> SimulatorServer:
+    """The simulator answering after 150 ms (tests that take it carry the marker)."""
+    server: SimulatorServer = request.getfixturevalue("nemoguard_simulator")
+    assert server.config.latency_ms == 150, "mark the test @pytest.mark.nemoguard_simulator(latency_ms=150)"
+    return server
+
+
+SLOW = pytest.mark.nemoguard_simulator(latency_ms=150)
 
 
 @pytest.fixture
@@ -73,7 +81,7 @@ def guard(sim: SimulatorServer) -> NemoGuard:
     )
     # PNG re-encoding keeps the simulator's "pure red pixel" image rule exact (JPEG would shift it to 254)
     images = ImageOptions(output_format="PNG")
-    return NemoGuard(base_url=sim.base_url, policies=policies, cache_size=0, image_options=images)
+    return NemoGuard(base_url=sim.base_url, policies=policies, cache=CacheOptions(size=0), images=images)
 
 
 def chat(*answers: str | AIMessage) -> GenericFakeChatModel:
@@ -200,7 +208,7 @@ def test_log_lets_it_run(guard: NemoGuard) -> None:
     seen: list[Any] = []
     inner = Recorder(UNSAFE_ANSWER)
     g = GuardedRunnable(guard=guard, inner=RunnableLambda(inner), action="log")
-    guard.on_verdict = seen.append
+    guard.audit_options = AuditOptions(on_verdict=seen.append)
     out = g.invoke("how to make a bomb")
     assert out.content == UNSAFE_ANSWER
     assert inner.calls == 1
@@ -466,8 +474,9 @@ async def test_astream_events_custom_events_and_no_guard_model_events(guard: Nem
 # --- parallel ------------------------------------------------------------------------------------------------------------
 
 
+@SLOW
 async def test_parallel_block_cancels_inner(slow_sim: SimulatorServer) -> None:
-    guard = NemoGuard(base_url=slow_sim.base_url, cache_size=0)
+    guard = NemoGuard(base_url=slow_sim.base_url, cache=CacheOptions(size=0))
     state = {"started": False, "cancelled": False, "finished": False}
 
     async def slow(_: Any) -> AIMessage:
@@ -488,8 +497,9 @@ async def test_parallel_block_cancels_inner(slow_sim: SimulatorServer) -> None:
     assert state == {"started": True, "cancelled": True, "finished": False}
 
 
+@SLOW
 async def test_parallel_overlaps_and_releases_after_verdict(slow_sim: SimulatorServer) -> None:
-    guard = NemoGuard(base_url=slow_sim.base_url, cache_size=0)
+    guard = NemoGuard(base_url=slow_sim.base_url, cache=CacheOptions(size=0))
     finished_at: list[float] = []
 
     async def inner(_: Any) -> str:
@@ -504,8 +514,9 @@ async def test_parallel_overlaps_and_releases_after_verdict(slow_sim: SimulatorS
     assert elapsed < 0.28, elapsed  # 150 ms check beside 150 ms inner, not one after the other
 
 
+@SLOW
 def test_parallel_sync_block_returns_without_waiting(slow_sim: SimulatorServer) -> None:
-    guard = NemoGuard(base_url=slow_sim.base_url, cache_size=0)
+    guard = NemoGuard(base_url=slow_sim.base_url, cache=CacheOptions(size=0))
 
     def slow(_: Any) -> AIMessage:
         time.sleep(1.0)
@@ -518,8 +529,9 @@ def test_parallel_sync_block_returns_without_waiting(slow_sim: SimulatorServer) 
     assert guard.wrap(RunnableLambda(Recorder()), parallel=True).invoke("capital?").content == SAFE_ANSWER
 
 
+@SLOW
 async def test_parallel_stream_holds_chunks_until_input_verdict(slow_sim: SimulatorServer) -> None:
-    guard = NemoGuard(base_url=slow_sim.base_url, cache_size=0)
+    guard = NemoGuard(base_url=slow_sim.base_url, cache=CacheOptions(size=0))
     guarded = guard.wrap(chat(SAFE_ANSWER), parallel=True, check_output=False)
     released: list[Any] = []
     with pytest.raises(ContentBlockedError):
@@ -547,7 +559,7 @@ def test_with_fallbacks(guard: NemoGuard) -> None:
         guarded.with_fallbacks([fallback], exceptions_to_handle=(TimeoutError,)).invoke("story")
 
 
-# --- mocked HTTP: outages and unit behaviour --------------------------------------------------------------------------
+# --- outages (scripted transport) and unit behaviour --------------------------------------------------------------------------
 
 
 def _mock_guard(handler: Any, **kwargs: Any) -> NemoGuard:
@@ -557,23 +569,11 @@ def _mock_guard(handler: Any, **kwargs: Any) -> NemoGuard:
     return NemoGuard(
         base_url="http://guard.test/v1",
         max_retries=0,
-        http_client=httpx.Client(transport=httpx.MockTransport(handler)),
-        http_async_client=httpx.AsyncClient(transport=httpx.MockTransport(ahandler)),
+        transport=TransportOptions(
+            http_client=httpx.Client(transport=httpx.MockTransport(handler)),
+            http_async_client=httpx.AsyncClient(transport=httpx.MockTransport(ahandler)),
+        ),
         **kwargs,
-    )
-
-
-def _completion(content: str) -> httpx.Response:
-    return httpx.Response(
-        200,
-        json={
-            "id": "x",
-            "object": "chat.completion",
-            "model": "m",
-            "choices": [
-                {"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}
-            ],
-        },
     )
 
 
@@ -590,34 +590,20 @@ def test_outage_fail_open_runs_inner() -> None:
     assert guard.wrap(RunnableLambda(Recorder())).invoke("hello").content == SAFE_ANSWER
 
 
-def test_request_bodies_carry_prompt_then_response() -> None:
-    bodies: list[dict[str, Any]] = []
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        body = json.loads(request.content)
-        bodies.append(body)
-        if body["messages"][-1]["role"] == "assistant":
-            return _completion("User Safety: safe\nResponse Safety: safe")
-        return _completion("User Safety: safe")
-
-    guard = _mock_guard(handler)
+def test_request_bodies_carry_prompt_then_response(sim: SimulatorServer) -> None:
+    guard = NemoGuard(base_url=sim.base_url)
     guard.wrap(RunnableLambda(Recorder())).invoke([SystemMessage("sys"), HumanMessage("question?")])
+    bodies = sim.requests()
     assert [m["role"] for m in bodies[0]["messages"]] == ["user"]
     assert [m["role"] for m in bodies[1]["messages"]] == ["user", "assistant"]
     assert bodies[1]["messages"][0]["content"] == "question?"
     assert bodies[1]["messages"][1]["content"] == SAFE_ANSWER
 
 
-def test_check_flags_turn_off_checks() -> None:
-    calls: list[int] = []
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        calls.append(1)
-        return _completion("User Safety: safe")
-
-    guard = _mock_guard(handler)
+def test_check_flags_turn_off_checks(sim: SimulatorServer) -> None:
+    guard = NemoGuard(base_url=sim.base_url)
     guard.wrap(RunnableLambda(Recorder()), check_input=False, check_output=False).invoke("x")
-    assert calls == []
+    assert sim.requests() == []
     assert isinstance(guard.wrap(RunnableLambda(Recorder())), GuardedRunnable)
 
 

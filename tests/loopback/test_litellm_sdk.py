@@ -1,7 +1,7 @@
 """The guardrail in LiteLLM's SDK (``litellm.callbacks``) and its hooks called directly; main model by mock_response.
 
-The guard endpoint is an ``httpx.MockTransport`` answering like Nemotron 3.5 from simple rules, so every
-request the guard made is visible to the test.
+The guard endpoint is the interface simulator (the ``nemoguard_simulator`` fixture), whose request log shows
+every request the guard made; outages are a scripted transport answering 503.
 """
 
 from __future__ import annotations
@@ -25,61 +25,43 @@ from litellm.integrations.custom_logger import CustomLogger
 from litellm.types.guardrails import GuardrailEventHooks
 from litellm.types.utils import Delta, ModelResponseStream, StreamingChoices
 
-from langchain_nemoguard import NemoGuard
+from langchain_nemoguard import NemoGuard, TransportOptions
 from langchain_nemoguard.core import PolicySet
+from langchain_nemoguard.simulator import SimulatorServer
 from litellm_hook import NemoGuardrail
 
-UNSAFE_WORDS = ("bomb", "kill")
 
+class SimulatedEndpoint:
+    """The guard endpoint: the interface simulator, with its request log as what the guard sent."""
 
-class FakeGuardEndpoint:
-    """Answers chat completions like the model: unsafe (Violence) when the judged turn has an unsafe word."""
+    def __init__(self, sim: SimulatorServer) -> None:
+        self.sim = sim
 
-    def __init__(self, *, fail: bool = False, think: bool = False) -> None:
-        self.fail = fail
-        self.think = think
-        self.bodies: list[dict[str, Any]] = []
-
-    def __call__(self, request: httpx.Request) -> httpx.Response:
-        body = json.loads(request.content)
-        self.bodies.append(body)
-        if self.fail:
-            return httpx.Response(503, json={"error": "down"})
-        msgs = body["messages"]
-        user = json.dumps(msgs[0]["content"])
-        user_unsafe = any(w in user for w in UNSAFE_WORDS)
-        lines = [f"User Safety: {'unsafe' if user_unsafe else 'safe'}"]
-        response_unsafe = False
-        if len(msgs) > 1:
-            response_unsafe = any(w in msgs[-1]["content"] for w in UNSAFE_WORDS)
-            lines.append(f"Response Safety: {'unsafe' if response_unsafe else 'safe'}")
-        if user_unsafe or response_unsafe:
-            lines.append("Safety Categories: Violence")
-        text = "\n".join(lines)
-        if self.think:
-            text = "<think>The user asks about weapons.</think>\n" + text
-        return httpx.Response(
-            200,
-            json={
-                "id": "x",
-                "object": "chat.completion",
-                "model": body["model"],
-                "choices": [
-                    {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
-                ],
-            },
-        )
+    @property
+    def bodies(self) -> list[dict[str, Any]]:
+        return self.sim.requests()
 
     def judged_users(self) -> list[str]:
         return [json.dumps(b["messages"][0]["content"]) for b in self.bodies]
 
 
-def _guard(endpoint: FakeGuardEndpoint, **kwargs: Any) -> NemoGuard:
+def _guard(endpoint: SimulatedEndpoint, **kwargs: Any) -> NemoGuard:
+    return NemoGuard(base_url=endpoint.sim.base_url, max_retries=0, **kwargs)
+
+
+def _down_guard(**kwargs: Any) -> NemoGuard:
+    """A guard whose endpoint answers 503 to everything (a scripted outage)."""
+
+    def down(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(503, json={"error": "down"})
+
     return NemoGuard(
         base_url="http://guard.test/v1",
         max_retries=0,
-        http_client=httpx.Client(transport=httpx.MockTransport(endpoint)),
-        http_async_client=httpx.AsyncClient(transport=httpx.MockTransport(endpoint)),
+        transport=TransportOptions(
+            http_client=httpx.Client(transport=httpx.MockTransport(down)),
+            http_async_client=httpx.AsyncClient(transport=httpx.MockTransport(down)),
+        ),
         **kwargs,
     )
 
@@ -97,12 +79,12 @@ POLICIES = PolicySet.from_data(
 
 
 @pytest.fixture
-def endpoint() -> FakeGuardEndpoint:
-    return FakeGuardEndpoint()
+def endpoint(nemoguard_simulator: SimulatorServer) -> SimulatedEndpoint:
+    return SimulatedEndpoint(nemoguard_simulator)
 
 
 @pytest.fixture
-def guardrail(endpoint: FakeGuardEndpoint) -> Iterator[NemoGuardrail]:
+def guardrail(endpoint: SimulatedEndpoint) -> Iterator[NemoGuardrail]:
     g = NemoGuardrail(
         guardrail_name="ng",
         event_hook=[GuardrailEventHooks.pre_call, GuardrailEventHooks.post_call],
@@ -121,14 +103,14 @@ def _user(text: str) -> list[dict[str, Any]]:
     return [{"role": "user", "content": text}]
 
 
-def _red_image_only() -> list[dict[str, Any]]:
+def _blue_image_only() -> list[dict[str, Any]]:
     import base64
     import io
 
     from PIL import Image
 
     buf = io.BytesIO()
-    Image.new("RGB", (8, 8), (255, 0, 0)).save(buf, "PNG")
+    Image.new("RGB", (8, 8), (0, 0, 255)).save(buf, "PNG")  # a red one is unsafe to the simulator
     url = "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
     return [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": url}}]}]
 
@@ -190,7 +172,7 @@ def test_missing_env_reference_is_a_clear_error(monkeypatch: pytest.MonkeyPatch)
 # --- SDK: litellm.acompletion with mock_response ----------------------------------------------------------------
 
 
-async def test_sdk_safe_request_passes(guardrail: NemoGuardrail, endpoint: FakeGuardEndpoint) -> None:
+async def test_sdk_safe_request_passes(guardrail: NemoGuardrail, endpoint: SimulatedEndpoint) -> None:
     r = await litellm.acompletion(
         model="openai/m", messages=_user("hello"), mock_response="Hi there.", guardrails=["ng"]
     )
@@ -199,7 +181,7 @@ async def test_sdk_safe_request_passes(guardrail: NemoGuardrail, endpoint: FakeG
 
 
 async def test_sdk_unsafe_input_blocks_before_the_model(
-    guardrail: NemoGuardrail, endpoint: FakeGuardEndpoint
+    guardrail: NemoGuardrail, endpoint: SimulatedEndpoint
 ) -> None:
     with pytest.raises(HTTPException) as info:
         await litellm.acompletion(
@@ -226,7 +208,7 @@ async def test_sdk_rewrite_input_answers_with_the_refusal(guardrail: NemoGuardra
     with pytest.raises(ModifyResponseException) as info:
         await litellm.acompletion(
             model="openai/m",
-            messages=_user("a bomb"),
+            messages=_user("how to build a bomb"),
             mock_response="x",
             guardrails=[{"ng": {"extra_body": {"policy": "rewrite"}}}],
         )
@@ -256,7 +238,7 @@ async def test_sdk_log_action_passes_and_records(guardrail: NemoGuardrail) -> No
     litellm.callbacks = [guardrail, Capture()]
     r = await litellm.acompletion(
         model="openai/m",
-        messages=_user("a bomb"),
+        messages=_user("how to build a bomb"),
         mock_response="fine",
         guardrails=[{"ng": {"extra_body": {"policy": "log"}}}],
     )
@@ -282,7 +264,7 @@ async def test_sdk_log_action_passes_and_records(guardrail: NemoGuardrail) -> No
     assert first["guardrail_mode"] == "pre_call"
 
 
-async def test_sdk_unknown_policy_is_a_400(guardrail: NemoGuardrail, endpoint: FakeGuardEndpoint) -> None:
+async def test_sdk_unknown_policy_is_a_400(guardrail: NemoGuardrail, endpoint: SimulatedEndpoint) -> None:
     with pytest.raises(HTTPException) as info:
         await litellm.acompletion(
             model="openai/m",
@@ -296,16 +278,16 @@ async def test_sdk_unknown_policy_is_a_400(guardrail: NemoGuardrail, endpoint: F
     assert endpoint.bodies == []
 
 
-async def test_sdk_image_only_turn_is_judged(guardrail: NemoGuardrail, endpoint: FakeGuardEndpoint) -> None:
+async def test_sdk_image_only_turn_is_judged(guardrail: NemoGuardrail, endpoint: SimulatedEndpoint) -> None:
     r = await litellm.acompletion(
-        model="openai/m", messages=_red_image_only(), mock_response="ok", guardrails=["ng"]
+        model="openai/m", messages=_blue_image_only(), mock_response="ok", guardrails=["ng"]
     )
     assert r.choices[0].message.content == "ok"
     assert any("image_url" in u for u in endpoint.judged_users())
 
 
 async def test_sdk_guard_outage_fails_closed_with_a_distinct_error() -> None:
-    g = NemoGuardrail(guardrail_name="ng", event_hook="pre_call", guard=_guard(FakeGuardEndpoint(fail=True)))
+    g = NemoGuardrail(guardrail_name="ng", event_hook="pre_call", guard=_down_guard())
     litellm.callbacks = [g]
     try:
         with pytest.raises(HTTPException) as info:
@@ -323,7 +305,7 @@ async def test_sdk_guard_outage_fails_open_when_configured() -> None:
     g = NemoGuardrail(
         guardrail_name="ng",
         event_hook="pre_call",
-        guard=_guard(FakeGuardEndpoint(fail=True), on_error="allow"),
+        guard=_down_guard(on_error="allow"),
     )
     litellm.callbacks = [g]
     try:
@@ -341,7 +323,7 @@ async def test_sdk_guard_outage_fails_open_when_configured() -> None:
 
 async def test_key_and_team_metadata_choose_the_policy(guardrail: NemoGuardrail) -> None:
     data = {
-        "messages": _user("a bomb"),
+        "messages": _user("how to build a bomb"),
         "metadata": {"user_api_key_team_metadata": {"nemoguard_policy": "log"}},
     }
     assert guardrail._policy_for(data).name == "log"
@@ -353,23 +335,22 @@ async def test_key_and_team_metadata_choose_the_policy(guardrail: NemoGuardrail)
     assert guardrail._policy_for(data).name == "rewrite"
 
 
-async def test_during_call_hook_judges_image_only_turns(endpoint: FakeGuardEndpoint) -> None:
+async def test_during_call_hook_judges_image_only_turns(endpoint: SimulatedEndpoint) -> None:
     g = NemoGuardrail(guardrail_name="ng", event_hook="during_call", guard=_guard(endpoint))
-    data: dict[str, Any] = {"messages": _red_image_only()}
+    data: dict[str, Any] = {"messages": _blue_image_only()}
     await g.async_moderation_hook(data=data, user_api_key_dict=None, call_type="acompletion")
     assert any("image_url" in u for u in endpoint.judged_users())
     entry = data["metadata"]["standard_logging_guardrail_information"][0]
     assert entry["guardrail_mode"] == "during_call"
     with pytest.raises(HTTPException):
         await g.async_moderation_hook(
-            data={"messages": _user("bomb")}, user_api_key_dict=None, call_type="acompletion"
+            data={"messages": _user("how to build a bomb")}, user_api_key_dict=None, call_type="acompletion"
         )
 
 
-async def test_think_mode_reasoning_is_logged() -> None:
-    g = NemoGuardrail(
-        guardrail_name="ng", event_hook="pre_call", guard=_guard(FakeGuardEndpoint(think=True), mode="think")
-    )
+async def test_think_mode_reasoning_is_logged(endpoint: SimulatedEndpoint) -> None:
+    endpoint.sim.force({"reasoning": "The user asks about weapons."})
+    g = NemoGuardrail(guardrail_name="ng", event_hook="pre_call", guard=_guard(endpoint, mode="think"))
     data: dict[str, Any] = {"messages": _user("hello")}
     await g.apply_guardrail(inputs={"texts": ["hello"]}, request_data=data, input_type="request")
     entry = data["metadata"]["standard_logging_guardrail_information"][0]
@@ -409,7 +390,7 @@ def _text(chunks: list[ModelResponseStream]) -> str:
     return "".join(c.choices[0].delta.content or "" for c in chunks)
 
 
-async def test_stream_hold_back_never_releases_unsafe_text(endpoint: FakeGuardEndpoint) -> None:
+async def test_stream_hold_back_never_releases_unsafe_text(endpoint: SimulatedEndpoint) -> None:
     g = NemoGuardrail(
         guardrail_name="ng",
         event_hook="post_call",
@@ -425,14 +406,14 @@ async def test_stream_hold_back_never_releases_unsafe_text(endpoint: FakeGuardEn
     assert out[-1].choices[0].finish_reason == "content_filter"
 
 
-async def test_stream_block_in_the_first_window_raises_400(endpoint: FakeGuardEndpoint) -> None:
+async def test_stream_block_in_the_first_window_raises_400(endpoint: SimulatedEndpoint) -> None:
     g = NemoGuardrail(guardrail_name="ng", event_hook="post_call", guard=_guard(endpoint))
     with pytest.raises(HTTPException) as info:
         await _run_stream(g, "kill " * 10)
     assert info.value.detail["error"]["stage"] == "output"
 
 
-async def test_stream_pass_through_releases_at_once(endpoint: FakeGuardEndpoint) -> None:
+async def test_stream_pass_through_releases_at_once(endpoint: SimulatedEndpoint) -> None:
     g = NemoGuardrail(
         guardrail_name="ng", event_hook="post_call", guard=_guard(endpoint), stream_pass_through=True
     )
@@ -440,7 +421,7 @@ async def test_stream_pass_through_releases_at_once(endpoint: FakeGuardEndpoint)
     assert _text(out) == "x" * 100
 
 
-async def test_stream_rewrite_ends_with_the_refusal(endpoint: FakeGuardEndpoint) -> None:
+async def test_stream_rewrite_ends_with_the_refusal(endpoint: SimulatedEndpoint) -> None:
     g = NemoGuardrail(
         guardrail_name="ng",
         event_hook="post_call",

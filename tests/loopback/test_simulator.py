@@ -25,7 +25,6 @@ import httpx
 import pytest
 from PIL import Image
 
-from langchain_nemoguard._process import stop_process
 from langchain_nemoguard.simulator import (
     BANNER,
     BUILTIN_TAXONOMY,
@@ -41,6 +40,7 @@ from langchain_nemoguard.simulator import (
     run,
 )
 from langchain_nemoguard.simulator import cli as sim_cli
+from langchain_nemoguard.simulator.process import stop_process
 
 MODEL = "nvidia/nemotron-3.5-content-safety"
 BOMB = "How do I make a bomb?"

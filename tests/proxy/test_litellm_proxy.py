@@ -32,8 +32,8 @@ import pytest
 import yaml
 from PIL import Image
 
-from langchain_nemoguard._process import stop_process
-from langchain_nemoguard.core.guard import IMAGE_ONLY_PROMPT
+from langchain_nemoguard.core.plan import IMAGE_ONLY_PROMPT
+from langchain_nemoguard.simulator.process import stop_process
 from langchain_nemoguard.simulator.server import SimulatorServer
 
 pytestmark = [pytest.mark.proxy, pytest.mark.timeout(180)]

@@ -7,7 +7,14 @@ import json
 import httpx
 import pytest
 
-from langchain_nemoguard import ErrorCode, InvalidInputError, NemoGuard, Policy
+from langchain_nemoguard import (
+    CallOptions,
+    ErrorCode,
+    InvalidInputError,
+    NemoGuard,
+    Policy,
+    TransportOptions,
+)
 from langchain_nemoguard.core.formats import CallSpec, NemoGuard8BFormat
 
 
@@ -22,8 +29,8 @@ def answering(content: str, sent: list[dict] | None = None) -> NemoGuard:
     return NemoGuard(
         "http://g.test/v1",
         model="nvidia/llama-3.1-nemoguard-8b-content-safety",
-        model_format=NemoGuard8BFormat(),
-        http_client=httpx.Client(transport=httpx.MockTransport(h)),
+        calls=CallOptions(format=NemoGuard8BFormat()),
+        transport=TransportOptions(http_client=httpx.Client(transport=httpx.MockTransport(h))),
     )
 
 

@@ -1,8 +1,11 @@
-"""The guard's logic with mocked HTTP: retries, Retry-After, timeouts, fail modes, cache, windows, secrets."""
+"""The guard over scripted transports: retries, Retry-After, timeouts, fail modes, windows, secrets.
+
+Verdict logic against a model (actions, policies, cache, single-flight, audits) runs against the interface
+simulator in tests/loopback/test_guard_verdicts.py.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import json
 import logging
@@ -21,8 +24,8 @@ from langchain_nemoguard import (
     InvalidInputError,
     NemoGuard,
     Policy,
-    PolicyNotFoundError,
     PolicySet,
+    TransportOptions,
     WindowOptions,
 )
 
@@ -32,26 +35,6 @@ SECRET = "nvapi-SECRET-do-not-print-123456"
 
 def completion(text: str, finish: str = "stop") -> httpx.Response:
     return httpx.Response(200, json={"choices": [{"message": {"content": text}, "finish_reason": finish}]})
-
-
-def rule_handler(request: httpx.Request) -> httpx.Response:
-    """A tiny rule model: 'bomb' is Violence, 'damn' is Profanity, in the user or assistant turn."""
-    body = json.loads(request.content)
-    msgs = body["messages"]
-    user = msgs[-2] if msgs[-1]["role"] == "assistant" else msgs[-1]
-    user_text = user["content"] if isinstance(user["content"], str) else user["content"][-1]["text"]
-    resp = msgs[-1]["content"] if msgs[-1]["role"] == "assistant" else None
-
-    def cats(t: str) -> list[str]:
-        return [c for w, c in (("bomb", "Violence"), ("damn", "Profanity")) if w in t.lower()]
-
-    uc, rc = cats(user_text), cats(resp or "")
-    lines = [f"User Safety: {'unsafe' if uc else 'safe'}"]
-    if resp is not None:
-        lines.append(f"Response Safety: {'unsafe' if rc else 'safe'}")
-    if (uc or rc) and body["chat_template_kwargs"]["request_categories"] == "/categories":
-        lines.append("Safety Categories: " + ", ".join(dict.fromkeys(uc + rc)))
-    return completion("\n".join(lines))
 
 
 class Counting:
@@ -67,10 +50,13 @@ class Counting:
 
 
 def guard(handler: Handler, **kw: object) -> NemoGuard:
+    """A guard whose HTTP goes to ``handler`` (a scripted transport: failures, odd answers, recorded bodies)."""
     return NemoGuard(
         "http://guard.test/v1",
-        http_client=httpx.Client(transport=httpx.MockTransport(handler)),
-        http_async_client=httpx.AsyncClient(transport=httpx.MockTransport(handler)),
+        transport=TransportOptions(
+            http_client=httpx.Client(transport=httpx.MockTransport(handler)),
+            http_async_client=httpx.AsyncClient(transport=httpx.MockTransport(handler)),
+        ),
         **kw,  # type: ignore[arg-type]
     )
 
@@ -88,74 +74,6 @@ def sequence(*responses: httpx.Response | Exception) -> Counting:
 
 
 # --- verdicts and actions ----------------------------------------------------------------------------------------
-
-
-def test_safe_and_unsafe() -> None:
-    g = guard(rule_handler)
-    ok = g.check(prompt="hello there")
-    assert ok.safe and ok.user_safe and ok.action is Action.ALLOW and ok.error is None
-    bad = g.check(prompt="how to build a bomb")
-    assert not bad.safe and bad.user_safe is False and bad.categories == ("Violence",)
-    assert bad.action is Action.BLOCK and not bad.allowed
-
-
-def test_response_check() -> None:
-    v = guard(rule_handler).check(prompt="tell me a story", response="the bomb went off")
-    assert v.user_safe is True and v.response_safe is False and v.categories == ("Violence",)
-
-
-async def test_async_matches_sync() -> None:
-    g = guard(rule_handler)
-    a = await g.acheck(prompt="a bomb", response="fine")
-    g.clear_cache()
-    s = g.check(prompt="a bomb", response="fine")
-    assert (a.safe, a.user_safe, a.response_safe, a.categories) == (
-        s.safe,
-        s.user_safe,
-        s.response_safe,
-        s.categories,
-    )
-
-
-def test_per_category_actions() -> None:
-    pol = Policy(actions={"Profanity": "log", "Violence": "rewrite", "*": "block"})
-    g = guard(rule_handler, policy=pol)
-    assert g.check(prompt="damn it").action is Action.LOG
-    assert g.check(prompt="damn it").allowed
-    assert g.check(prompt="a bomb").action is Action.REWRITE
-    assert g.check(prompt="damn bomb").action is Action.REWRITE  # strictest of log and rewrite
-
-
-def test_ignore_categories_suppresses() -> None:
-    g = guard(rule_handler, policy=Policy(name="devops", ignore_categories=["violence"]))
-    v = g.check(prompt="a bomb")  # only Violence: suppressed
-    assert v.safe and v.suppressed_categories == ("Violence",)
-    w = g.check(prompt="damn bomb")  # Profanity stays
-    assert not w.safe and w.categories == ("Profanity",) and w.suppressed_categories == ("Violence",)
-
-
-def test_fast_mode_asks_for_categories_when_the_policy_needs_them() -> None:
-    rec: list[dict] = []
-
-    def h(r: httpx.Request) -> httpx.Response:
-        rec.append(json.loads(r.content))
-        return rule_handler(r)
-
-    guard(h, mode="fast", policy=Policy(ignore_categories=["Violence"])).check(prompt="x")
-    assert rec[0]["chat_template_kwargs"]["request_categories"] == "/categories"
-
-
-def test_named_policies(tmp_path) -> None:
-    path = tmp_path / "p.yaml"
-    path.write_text(
-        "default: strict\npolicies:\n  strict: {}\n  devops:\n    ignore_categories: [Violence]\n"
-    )
-    g = guard(rule_handler, policies=str(path))
-    assert g.policy.name == "strict"
-    assert not g.check(prompt="a bomb").safe
-    assert g.check(prompt="a bomb", policy="devops").safe
-    with pytest.raises(PolicyNotFoundError, match="unknown policy 'nope'; known policies: devops, strict"):
-        g.check(prompt="x", policy="nope")
 
 
 def test_policy_validation_errors() -> None:
@@ -251,7 +169,7 @@ def test_unsafe_stands_when_another_call_fails() -> None:
 
 
 def test_bad_arguments_raise_typed_errors() -> None:
-    g = guard(rule_handler)
+    g = guard(sequence(completion("User Safety: safe")))
     with pytest.raises(InvalidInputError, match="nothing to check"):
         g.check(prompt="   ")
     with pytest.raises(InvalidInputError, match="no user message"):
@@ -269,28 +187,6 @@ def test_bad_arguments_raise_typed_errors() -> None:
 # --- cache ------------------------------------------------------------------------------------------------------
 
 
-def test_cache_hit_and_counters() -> None:
-    h = Counting(rule_handler)
-    g = guard(h)
-    first = g.check(prompt="a bomb")
-    second = g.check(prompt="a bomb")
-    assert h.calls == 1 and not first.cached and second.cached
-    assert second.categories == first.categories
-    assert g.stats()["cache"]["hits"] == 1 and g.stats()["cache"]["misses"] == 1
-    g.check(prompt="a bomb", mode="fast")  # a different question
-    g.check(prompt="a bomb", policy=Policy(ignore_categories=["Violence"]))
-    assert h.calls == 3
-
-
-def test_cache_ttl_expiry() -> None:
-    h = Counting(rule_handler)
-    g = guard(h, cache_ttl=0.2)
-    g.check(prompt="x")
-    time.sleep(0.25)
-    g.check(prompt="x")
-    assert h.calls == 2 and g.stats()["cache"]["expired"] == 1
-
-
 def test_errors_are_not_cached() -> None:
     h = sequence(httpx.Response(500), completion("User Safety: safe"))
     g = guard(h, max_retries=0)
@@ -298,73 +194,11 @@ def test_errors_are_not_cached() -> None:
     assert g.check(prompt="x").safe
 
 
-def test_images_change_the_cache_key() -> None:
-    import io
-
-    from PIL import Image
-
-    def png(c: tuple[int, int, int]) -> bytes:
-        b = io.BytesIO()
-        Image.new("RGB", (8, 8), c).save(b, "PNG")
-        return b.getvalue()
-
-    h = Counting(rule_handler)
-    g = guard(h)
-    g.check(prompt="x", images=png((1, 1, 1)))
-    g.check(prompt="x", images=png((2, 2, 2)))
-    g.check(prompt="x", images=png((1, 1, 1)))
-    assert h.calls == 2
-
-
-async def test_async_single_flight() -> None:
-    async def slow(request: httpx.Request) -> httpx.Response:
-        await asyncio.sleep(0.1)
-        return rule_handler(request)
-
-    count = {"n": 0}
-
-    async def counted(request: httpx.Request) -> httpx.Response:
-        count["n"] += 1
-        return await slow(request)
-
-    g = NemoGuard(
-        "http://guard.test/v1", http_async_client=httpx.AsyncClient(transport=httpx.MockTransport(counted))
-    )
-    verdicts = await asyncio.gather(*(g.acheck(prompt="same question") for _ in range(10)))
-    assert count["n"] == 1 and all(v.safe for v in verdicts)
-    assert g.stats()["cache"]["shared"] == 9
-
-
-def test_sync_single_flight() -> None:
-    def slow(request: httpx.Request) -> httpx.Response:
-        time.sleep(0.1)
-        return rule_handler(request)
-
-    h = Counting(slow)
-    g = guard(h)
-    from concurrent.futures import ThreadPoolExecutor
-
-    with ThreadPoolExecutor(8) as pool:
-        results = list(pool.map(lambda _: g.check(prompt="same"), range(8)))
-    assert h.calls == 1 and all(r.safe for r in results)
-
-
 # --- long input -------------------------------------------------------------------------------------------------
 
 
-def test_long_input_checked_in_overlapping_windows() -> None:
-    h = Counting(rule_handler)
-    g = guard(h, windows=WindowOptions(max_tokens=64, overlap_tokens=8))
-    text = ("lorem ipsum dolor sit amet " * 60) + " and then a bomb " + ("more words here " * 30)
-    v = g.check(prompt=text)
-    assert h.calls > 3 and v.calls == h.calls
-    assert not v.safe and v.categories == ("Violence",)
-    safe = g.check(prompt="lorem ipsum " * 200)
-    assert safe.safe
-
-
 def test_windows_cover_everything_with_overlap() -> None:
-    from langchain_nemoguard import split_windows
+    from langchain_nemoguard.core.windows import split_windows
 
     text = " ".join(f"w{i}" for i in range(2000))
     wins = split_windows(text, WindowOptions(max_tokens=100, overlap_tokens=20))
@@ -376,7 +210,7 @@ def test_windows_cover_everything_with_overlap() -> None:
 
 
 def test_cjk_counts_as_dense() -> None:
-    from langchain_nemoguard import estimate_tokens
+    from langchain_nemoguard.core.windows import estimate_tokens
 
     assert estimate_tokens("炸弹" * 100) == 200
     assert estimate_tokens("abcd" * 100) == 100
@@ -393,7 +227,9 @@ def test_api_key_never_printed(caplog: pytest.LogCaptureFixture) -> None:
         return httpx.Response(401, json={"error": {"message": "bad key"}})
 
     g = NemoGuard(
-        "http://guard.test/v1", api_key=SECRET, http_client=httpx.Client(transport=httpx.MockTransport(h))
+        "http://guard.test/v1",
+        api_key=SECRET,
+        transport=TransportOptions(http_client=httpx.Client(transport=httpx.MockTransport(h))),
     )
     with caplog.at_level(logging.DEBUG):
         v = g.check(prompt="x")
@@ -455,47 +291,3 @@ def test_message_image_urls_are_never_local_paths() -> None:
         )
 
 
-async def test_think_audit_runs_beside_fast_verdicts() -> None:
-    bodies: list[dict] = []
-
-    def h(r: httpx.Request) -> httpx.Response:
-        body = json.loads(r.content)
-        bodies.append(body)
-        if body["chat_template_kwargs"]["enable_thinking"]:
-            return completion(
-                "<think>\nIt asks for a weapon.\n</think>User Safety: unsafe\nSafety Categories: Violence"
-            )
-        return rule_handler(r)
-
-    audits: list = []
-    g = guard(h, mode="fast", audit_think=True, on_audit=audits.append)
-    v = await g.acheck(prompt="a bomb")
-    assert not v.safe
-    assert v.reasoning is None  # the fast verdict does not wait for the trace
-    await g.aflush_audits()
-    assert [a.mode for a in audits] == ["think"]
-    assert audits[0].reasoning == "It asks for a weapon."
-    g.check(prompt="another bomb")
-    g.flush_audits(timeout=5)
-    assert len(audits) == 2
-    assert [b["chat_template_kwargs"]["enable_thinking"] for b in bodies] == [False, True, False, True]
-
-
-def test_policy_copy_recomputes_its_fingerprint() -> None:
-    base = Policy(actions={"*": "block"})
-    assert base.fingerprint  # computed and cached
-    copy = base.model_copy(update={"actions": {"*": "rewrite"}})
-    assert copy.fingerprint != base.fingerprint
-    g = guard(rule_handler)
-    assert g.check(prompt="a bomb", policy=base).action is Action.BLOCK
-    assert g.check(prompt="a bomb", policy=copy).action is Action.REWRITE
-
-
-def test_a_failing_audit_sink_never_breaks_the_check(caplog: pytest.LogCaptureFixture) -> None:
-    def sink(v: object) -> None:
-        raise RuntimeError("disk full")
-
-    with caplog.at_level(logging.ERROR, logger="langchain_nemoguard"):
-        v = guard(rule_handler, on_verdict=sink).check(prompt="a bomb")
-    assert not v.safe
-    assert "on_verdict callback failed" in caplog.text

@@ -6,9 +6,10 @@ import re
 
 import pytest
 
-from langchain_nemoguard.core import ErrorCode, Taxonomy, VerdictParseError, parse_verdict_text
-from langchain_nemoguard.core.formats import CallSpec, Nemotron35Format
+from langchain_nemoguard.core.errors import ErrorCode, VerdictParseError
+from langchain_nemoguard.core.formats import CallSpec, Nemotron35Format, parse_verdict_text
 from langchain_nemoguard.core.formats.nemotron35 import verdict_regex
+from langchain_nemoguard.core.taxonomy import Taxonomy
 
 
 def parse(text: str, **kw: object):

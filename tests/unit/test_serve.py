@@ -23,7 +23,8 @@ from typing import Any
 
 import pytest
 
-from langchain_nemoguard.cli import vllm_server as serve_mod
+from langchain_nemoguard.cli import serve as serve_mod
+from langchain_nemoguard.cli import vllm_server
 from langchain_nemoguard.cli.vllm_server import (
     API_SERVER_MODULE,
     DEFAULT_MODEL,
@@ -398,7 +399,7 @@ def test_dry_run_prints_the_exact_command(capsys: pytest.CaptureFixture[str]) ->
 def test_dry_run_as_a_module_exits_zero(tmp_path: Path) -> None:
     python = make_env(tmp_path, None)
     result = subprocess.run(
-        [PY, "-m", "langchain_nemoguard.cli.vllm_server", "--dry-run", "--python", python, "--model", "some model"],
+        [PY, "-m", "langchain_nemoguard.cli.serve", "--dry-run", "--python", python, "--model", "some model"],
         capture_output=True,
         text=True,
         timeout=60,
@@ -572,7 +573,7 @@ def test_blocking_serve_returns_the_status_of_a_server_that_stops_by_itself(fake
 def run_serve_cli(fake: FakeVLLM, *extra: str) -> tuple[subprocess.Popen[str], ServeOptions]:
     opts = fake.options()
     env = {**os.environ, **opts.env}
-    argv = [PY, "-m", "langchain_nemoguard.cli.vllm_server", "--python", str(fake.python), "--entrypoint", "module"]
+    argv = [PY, "-m", "langchain_nemoguard.cli.serve", "--python", str(fake.python), "--entrypoint", "module"]
     argv += ["--host", "127.0.0.1", "--port", str(opts.port), "--timeout", "30", *extra]
     proc = subprocess.Popen(
         argv, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
@@ -615,11 +616,12 @@ def test_startup_failure_exits_one_with_the_reason(fake: FakeVLLM) -> None:
     assert "nemoguard serve: error: vLLM exited with status 3" in err
 
 
-def test_module_has_no_mutable_state() -> None:
+@pytest.mark.parametrize("module", [serve_mod, vllm_server], ids=lambda m: m.__name__)
+def test_module_has_no_mutable_state(module: Any) -> None:
     mutable = (list, dict, set, bytearray)
     offenders = [
         name
-        for name, value in vars(serve_mod).items()
+        for name, value in vars(module).items()
         if not name.startswith("__") and isinstance(value, mutable)
     ]
     assert offenders == []

@@ -22,7 +22,7 @@ import httpx
 import pytest
 from PIL import Image
 
-from langchain_nemoguard import NemoGuard, Policy, Verdict
+from langchain_nemoguard import CallOptions, NemoGuard, Policy, Verdict
 
 
 class VLLMEndpoint(Protocol):
@@ -272,7 +272,7 @@ def test_metrics_are_readable(http: httpx.Client, vllm_server: VLLMEndpoint) -> 
 def guard(vllm_server: VLLMEndpoint, **kwargs: Any) -> NemoGuard:
     if kwargs.get("mode", "categories") == "categories":
         kwargs.setdefault("max_tokens", CATEGORIES_MAX_TOKENS)
-    return NemoGuard(base_url=vllm_server.base_url, model=vllm_server.model, constrain_output=True, **kwargs)
+    return NemoGuard(base_url=vllm_server.base_url, model=vllm_server.model, calls=CallOptions(constrain_output=True), **kwargs)
 
 
 def assert_verdict(verdict: Verdict, *, response: bool = False) -> None:

@@ -1,4 +1,4 @@
-"""Model wire formats. Nemotron 3.5 Content Safety is the default."""
+"""Model wire formats: request body, verdict parser, policy phrasing, token budgets. Nemotron 3.5 is the default."""
 
 from .base import MODES, CallSpec, Mode, ModelFormat, ParsedCall
 from .nemoguard8b import NemoGuard8BFormat

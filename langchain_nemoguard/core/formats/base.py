@@ -2,6 +2,8 @@
 
 A :class:`ModelFormat` turns one :class:`CallSpec` (a user text, at most one image, optionally a response, and
 the policy's kwargs) into a chat-completions body, and turns the completion back into a :class:`ParsedCall`.
+It also owns the rest of the wire: how a policy is phrased (``policy_variants``) and how many tokens an answer
+may take in each mode (``max_tokens``).
 Nemotron 3.5 builds its prompt server-side from kwargs; the older NemoGuard 8B (JSON) and Reasoning-4B formats
 build the prompt on the client. Both fit this interface.
 """
@@ -10,13 +12,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..images import PreparedImage
+from ..modes import MODES, Mode
 from ..taxonomy import Taxonomy
 
-Mode = Literal["fast", "categories", "think"]
-MODES: tuple[Mode, ...] = ("fast", "categories", "think")
+if TYPE_CHECKING:
+    from ..policy import Policy
+
+__all__ = ["MODES", "CallSpec", "Mode", "ModelFormat", "ParsedCall"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +52,17 @@ class ParsedCall:
 
 
 class ModelFormat(Protocol):
+    """What a model format provides to the guard (``NemoGuard(calls=CallOptions(format=...))``)."""
+
     name: str
+
+    def policy_variants(self, policy: Policy, *, think: bool) -> list[dict[str, str]]:
+        """The policy part of each call a check needs: one dict of ``policy_kwargs`` per call."""
+        ...
+
+    def max_tokens(self, mode: Mode, *, constrained: bool) -> int:
+        """The answer's token budget in ``mode`` (``constrained``: under a structured-output grammar)."""
+        ...
 
     def build(self, spec: CallSpec, model: str) -> dict[str, Any]:
         """The JSON body for ``POST /chat/completions``."""

@@ -11,11 +11,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidInputError, VerdictParseError
 from ..taxonomy import AEGIS_CATEGORIES, BUILTIN_TAXONOMY, category_name
-from .base import CallSpec, ParsedCall
+from .base import CallSpec, Mode, ParsedCall
+from .nemotron35 import DEFAULT_MAX_TOKENS
+from .policy_text import policy_kwarg_variants
+
+if TYPE_CHECKING:
+    from ..policy import Policy
 
 _TASK = (
     "Task: Check if there is unsafe content in the user or agent messages in the below conversation in accordance "
@@ -37,6 +42,15 @@ class NemoGuard8BFormat:
     """``NemoGuard(model_format=NemoGuard8BFormat(), model="nvidia/llama-3.1-nemoguard-8b-content-safety")``."""
 
     name = "nemoguard-8b"
+
+    def policy_variants(self, policy: Policy, *, think: bool) -> list[dict[str, str]]:
+        """The same kwargs as Nemotron 3.5: ``build`` reads the category names back from ``custom_taxonomy``
+        and refuses a natural-language policy."""
+        return policy_kwarg_variants(policy, think=think)
+
+    def max_tokens(self, mode: Mode, *, constrained: bool) -> int:
+        """The same budgets as Nemotron 3.5's unconstrained answers."""
+        return DEFAULT_MAX_TOKENS[mode]
 
     def build(self, spec: CallSpec, model: str) -> dict[str, Any]:
         if spec.image is not None:

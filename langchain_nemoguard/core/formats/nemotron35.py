@@ -19,11 +19,15 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import VerdictParseError
 from ..taxonomy import BUILTIN_TAXONOMY, Taxonomy
-from .base import CallSpec, ParsedCall
+from .base import CallSpec, Mode, ParsedCall
+from .policy_text import policy_kwarg_variants
+
+if TYPE_CHECKING:
+    from ..policy import Policy
 
 _THINK_BLOCK = re.compile(r"<think>(.*?)</think>", re.DOTALL | re.IGNORECASE)
 _FIELD_ANYWHERE = {
@@ -38,6 +42,8 @@ _LINE = re.compile(r"^(User Safety|Response Safety|Safety Categories)\s*:\s*(.*?
 _CATEGORY_RE = r"[A-Za-z0-9 /()&'._-]{1,40}"
 _TRACE_RE = r"[\n -;=?-~]{1,900}"
 CONSTRAINED_MAX_TOKENS = {"fast": 48, "categories": 256, "think": 1280}
+# Enough for each mode's answer; THINK traces measured at 38-184 tokens, 1024 leaves room to close them.
+DEFAULT_MAX_TOKENS: Mapping[str, int] = {"fast": 32, "categories": 128, "think": 1024}
 _VERDICT_RE = "(safe|unsafe)"
 
 
@@ -45,6 +51,14 @@ class Nemotron35Format:
     """The default format: server-side template, kwargs, plain verdict lines."""
 
     name = "nemotron-3.5"
+
+    def policy_variants(self, policy: Policy, *, think: bool) -> list[dict[str, str]]:
+        """``custom_policy`` / ``custom_taxonomy`` kwargs (see :mod:`.policy_text`)."""
+        return policy_kwarg_variants(policy, think=think)
+
+    def max_tokens(self, mode: Mode, *, constrained: bool) -> int:
+        """``DEFAULT_MAX_TOKENS``, or the larger ``CONSTRAINED_MAX_TOKENS`` under a grammar."""
+        return (CONSTRAINED_MAX_TOKENS if constrained else DEFAULT_MAX_TOKENS)[mode]
 
     def build(self, spec: CallSpec, model: str) -> dict[str, Any]:
         if not spec.prompt.strip():

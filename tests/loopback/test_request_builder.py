@@ -1,42 +1,38 @@
-"""The exact request JSON for each mode and policy kind, and the request-shape rules."""
+"""The exact request JSON for each mode and policy kind, and the request-shape rules, as the interface
+simulator received it."""
 
 from __future__ import annotations
 
 import io
-import json
 import re
 
-import httpx
 import pytest
 from PIL import Image
 
-from langchain_nemoguard import NemoGuard, Policy
+from langchain_nemoguard import CallOptions, NemoGuard, Policy, WindowOptions
 from langchain_nemoguard.core.formats import CallSpec, Nemotron35Format
 from langchain_nemoguard.core.formats.nemotron35 import verdict_regex
+from langchain_nemoguard.simulator import SimulatorServer
 
 
 class Recorder:
-    """An httpx transport that records request bodies and answers with a fixed verdict."""
+    """The interface simulator's request log: the exact JSON bodies the guard sent."""
 
-    def __init__(self, answer: str = "User Safety: safe") -> None:
-        self.bodies: list[dict] = []
-        self.answer = answer
+    def __init__(self, sim: SimulatorServer) -> None:
+        self.sim = sim
 
-    def __call__(self, request: httpx.Request) -> httpx.Response:
-        body = json.loads(request.content)
-        self.bodies.append(body)
-        answer = self.answer
-        if any(m["role"] == "assistant" for m in body["messages"]) and "Response Safety" not in answer:
-            answer += "\nResponse Safety: safe"
-        return httpx.Response(
-            200, json={"choices": [{"message": {"content": answer}, "finish_reason": "stop"}]}
-        )
+    @property
+    def bodies(self) -> list[dict]:
+        return self.sim.requests()
+
+
+@pytest.fixture
+def rec(nemoguard_simulator: SimulatorServer) -> Recorder:
+    return Recorder(nemoguard_simulator)
 
 
 def make_guard(rec: Recorder, **kw: object) -> NemoGuard:
-    return NemoGuard(
-        "http://guard.test/v1", http_client=httpx.Client(transport=httpx.MockTransport(rec)), **kw
-    )  # type: ignore[arg-type]
+    return NemoGuard(rec.sim.base_url, **kw)  # type: ignore[arg-type]
 
 
 def png(color: tuple[int, int, int] = (0, 128, 0)) -> bytes:
@@ -45,8 +41,7 @@ def png(color: tuple[int, int, int] = (0, 128, 0)) -> bytes:
     return buf.getvalue()
 
 
-def test_categories_mode_body_exact() -> None:
-    rec = Recorder()
+def test_categories_mode_body_exact(rec: Recorder) -> None:
     make_guard(rec, model="m1").check(prompt="hello")
     assert rec.bodies == [
         {
@@ -59,8 +54,7 @@ def test_categories_mode_body_exact() -> None:
     ]
 
 
-def test_fast_and_think_modes() -> None:
-    rec = Recorder()
+def test_fast_and_think_modes(rec: Recorder) -> None:
     g = make_guard(rec)
     g.check(prompt="a", mode="fast")
     g.check(prompt="b", mode="think")
@@ -71,8 +65,7 @@ def test_fast_and_think_modes() -> None:
     assert think["max_tokens"] >= 512  # room for the trace to close
 
 
-def test_no_system_message_and_roles_alternate_from_user() -> None:
-    rec = Recorder()
+def test_no_system_message_and_roles_alternate_from_user(rec: Recorder) -> None:
     g = make_guard(rec)
     g.check(
         messages=[
@@ -86,8 +79,7 @@ def test_no_system_message_and_roles_alternate_from_user() -> None:
     assert all(m["role"] != "system" for m in msgs)
 
 
-def test_assistant_turn_only_for_response_checks() -> None:
-    rec = Recorder()
+def test_assistant_turn_only_for_response_checks(rec: Recorder) -> None:
     g = make_guard(rec)
     g.check(prompt="q")
     g.check(prompt="q", response="r")
@@ -95,8 +87,7 @@ def test_assistant_turn_only_for_response_checks() -> None:
     assert rec.bodies[1]["messages"][1] == {"role": "assistant", "content": "r"}
 
 
-def test_image_part_before_text_and_one_image_per_call() -> None:
-    rec = Recorder()
+def test_image_part_before_text_and_one_image_per_call(rec: Recorder) -> None:
     g = make_guard(rec)
     v = g.check(prompt="what is this?", images=[png((1, 2, 3)), png((4, 5, 6))])
     assert v.calls == 2 and len(rec.bodies) == 2
@@ -108,15 +99,13 @@ def test_image_part_before_text_and_one_image_per_call() -> None:
     assert rec.bodies[0]["messages"][0]["content"][0] != rec.bodies[1]["messages"][0]["content"][0]
 
 
-def test_never_an_image_without_text() -> None:
-    rec = Recorder()
+def test_never_an_image_without_text(rec: Recorder) -> None:
     make_guard(rec).check(images=png())
     parts = rec.bodies[0]["messages"][0]["content"]
     assert parts[1]["type"] == "text" and parts[1]["text"].strip()
 
 
-def test_custom_policy_rendered_in_documented_format() -> None:
-    rec = Recorder()
+def test_custom_policy_rendered_in_documented_format(rec: Recorder) -> None:
     pol = Policy(
         name="kids", description="A tutor for children", disallowed=["violence"], allowed=["history"]
     )
@@ -131,8 +120,7 @@ def test_custom_policy_rendered_in_documented_format() -> None:
     )
 
 
-def test_custom_policy_think_sentence() -> None:
-    rec = Recorder()
+def test_custom_policy_think_sentence(rec: Recorder) -> None:
     pol = Policy(name="p", disallowed=["x"])
     make_guard(rec, policy=pol, mode="think").check(prompt="x")
     assert (
@@ -141,8 +129,7 @@ def test_custom_policy_think_sentence() -> None:
     )
 
 
-def test_custom_taxonomy_with_allow_list() -> None:
-    rec = Recorder()
+def test_custom_taxonomy_with_allow_list(rec: Recorder) -> None:
     pol = Policy(
         taxonomy=["Trade Secret Leak: unreleased source code, internal pricing"], allowed=["public docs"]
     )
@@ -155,8 +142,7 @@ def test_custom_taxonomy_with_allow_list() -> None:
     )
 
 
-def test_builtin_plus_custom_runs_two_calls() -> None:
-    rec = Recorder()
+def test_builtin_plus_custom_runs_two_calls(rec: Recorder) -> None:
     pol = Policy(name="p", disallowed=["x"], include_builtin=True)
     v = make_guard(rec, policy=pol).check(prompt="x")
     assert v.calls == 2
@@ -164,9 +150,8 @@ def test_builtin_plus_custom_runs_two_calls() -> None:
     assert kinds == [False, True]
 
 
-def test_constrain_output_regex() -> None:
-    rec = Recorder()
-    make_guard(rec, constrain_output=True).check(prompt="x", response="y")
+def test_constrain_output_regex(rec: Recorder) -> None:
+    make_guard(rec, calls=CallOptions(constrain_output=True)).check(prompt="x", response="y")
     regex = rec.bodies[0]["structured_outputs"]["regex"]
     assert re.fullmatch(
         regex, "User Safety: unsafe\nResponse Safety: safe\nSafety Categories: Violence, Threat"
@@ -185,7 +170,7 @@ def test_constrain_output_refused_for_hosted_providers() -> None:
     from langchain_nemoguard.core import ConfigurationError
 
     with pytest.raises(ConfigurationError, match="structured_outputs"):
-        NemoGuard(provider="nvidia", api_key="k", constrain_output=True)
+        NemoGuard(provider="nvidia", api_key="k", calls=CallOptions(constrain_output=True))
 
 
 def test_builder_refuses_empty_text() -> None:
@@ -193,9 +178,8 @@ def test_builder_refuses_empty_text() -> None:
         Nemotron35Format().build(CallSpec(prompt="  "), "m")
 
 
-def test_context_turns_alternate_and_end_on_assistant() -> None:
-    rec = Recorder()
-    g = make_guard(rec, context_turns=4)
+def test_context_turns_alternate_and_end_on_assistant(rec: Recorder) -> None:
+    g = make_guard(rec, windows=WindowOptions(context_turns=4))
     g.check(
         messages=[
             {"role": "assistant", "content": "greeting"},

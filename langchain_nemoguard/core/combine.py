@@ -1,0 +1,103 @@
+"""Step 3 of a check, pure: the parsed answers of a plan's calls become one :class:`Verdict`.
+
+* Any unsafe call makes the verdict unsafe; a known-unsafe answer stands even if another call failed, so
+  nothing unsafe passes for an outage (the safety rule "never lose an explicit unsafe").
+* Categories merge in order; categories the policy ignores are dropped, and a call whose every reason is
+  ignored counts as safe.
+* The policy picks the action from the remaining categories.
+* With no unsafe answer, any failed call makes the verdict an error that follows ``on_error``, labelled as an
+  outage (``error`` set, ``action`` allow or block), never as a policy decision.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Literal
+
+from .errors import GuardUnavailableError
+from .formats.base import ParsedCall
+from .plan import Plan
+from .verdict import Action, Verdict
+
+OnError = Literal["block", "allow"]
+
+
+def combine(
+    plan: Plan,
+    results: Sequence[ParsedCall | GuardUnavailableError],
+    *,
+    model: str,
+    on_error: OnError,
+    latency_ms: float,
+) -> Verdict:
+    """One verdict from the answers (or failures) of ``plan``'s calls, in the same order as its specs."""
+    policy = plan.policy
+    user_unsafe = response_unsafe = False
+    response_judged = False
+    categories: list[str] = []
+    suppressed: list[str] = []
+    traces: list[str] = []
+    raws: list[str] = []
+    errors: list[GuardUnavailableError] = []
+    for spec, res in zip(plan.specs, results, strict=True):
+        if isinstance(res, GuardUnavailableError):
+            errors.append(res)
+            continue
+        raws.append(res.raw)
+        if res.reasoning:
+            traces.append(res.reasoning)
+        call_unsafe_user = not res.user_safe
+        call_unsafe_resp = res.response_safe is False
+        if spec.response is not None:
+            response_judged = True
+        if (call_unsafe_user or call_unsafe_resp) and res.categories:
+            kept, dropped = policy.suppress(res.categories)
+            suppressed += dropped
+            if not kept:  # every reason the call gave is one the policy ignores
+                call_unsafe_user = call_unsafe_resp = False
+            categories += kept
+        user_unsafe |= call_unsafe_user
+        response_unsafe |= call_unsafe_resp
+    common: dict[str, Any] = {
+        "policy": policy.name,
+        "model": model,
+        "mode": plan.mode,
+        "latency_ms": latency_ms,
+        "calls": len(plan.specs),
+        "reasoning": "\n\n".join(dict.fromkeys(traces)) or None,
+        "suppressed_categories": tuple(dict.fromkeys(suppressed)),
+        "raw_output": "\n---\n".join(raws) or None,
+    }
+    cats = tuple(dict.fromkeys(categories))
+    if user_unsafe or response_unsafe:
+        return Verdict(
+            user_safe=not user_unsafe,
+            response_safe=(not response_unsafe) if response_judged else None,
+            categories=cats,
+            safe=False,
+            action=policy.action_for(cats),
+            **common,
+        )
+    if errors:
+        first = errors[0]
+        fail_open = on_error == "allow"
+        msg = str(first) if len(errors) == 1 else f"{first} (and {len(errors) - 1} more failed calls)"
+        return Verdict(
+            user_safe=None,
+            response_safe=None,
+            error=first.code,
+            error_message=msg,
+            safe=fail_open,
+            action=Action.ALLOW if fail_open else Action.BLOCK,
+            **common,
+        )
+    return Verdict(
+        user_safe=True,
+        response_safe=True if response_judged else None,
+        safe=True,
+        action=Action.ALLOW,
+        **common,
+    )
+
+
+__all__ = ["OnError", "combine"]

@@ -1,0 +1,105 @@
+"""Option groups of :class:`NemoGuard` that are not owned by another module (httpx style: small frozen values).
+
+``NemoGuard`` keeps the common settings flat (``base_url``, ``provider``, ``model``, ``api_key``, ``mode``,
+``policy``, ``policies``, ``on_error``, ``timeout``, ``max_retries``) and takes the rest in groups:
+
+* ``transport=TransportOptions(...)`` - how requests go out (this module);
+* ``cache=CacheOptions(...)`` - the verdict cache (this module);
+* ``calls=CallOptions(...)`` - how each model call is built and read: format, token budget, grammar (this module);
+* ``audit=AuditOptions(...)`` - where verdicts and THINK audits are delivered (this module);
+* ``images=ImageOptions(...)`` - image vetting and fetching (:mod:`.images.options`);
+* ``windows=WindowOptions(...)`` - how a conversation is cut into calls (:mod:`.windows`);
+* ``stream=StreamOptions(...)`` - streamed output hold-back (:mod:`.windows`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import httpx
+
+from .errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from .formats.base import ModelFormat
+    from .verdict import Verdict
+
+
+@dataclass(frozen=True, slots=True)
+class TransportOptions:
+    """How requests reach the model server.
+
+    Args:
+        max_concurrency: Requests in flight at once, per event loop (async) and per guard (sync).
+        headers: Extra HTTP headers sent with every request (an ``Authorization`` header comes from
+            ``api_key``; never put a key here if it may be logged by a proxy).
+        http_client: An ``httpx.Client`` for the sync path, used as given (proxies, mTLS, event hooks).
+        http_async_client: An ``httpx.AsyncClient`` for the async path, used as given instead of aiohttp.
+    """
+
+    max_concurrency: int = 64
+    headers: Mapping[str, str] | None = field(default=None, repr=False)
+    http_client: httpx.Client | None = field(default=None, compare=False, repr=False)
+    http_async_client: httpx.AsyncClient | None = field(default=None, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.max_concurrency < 1:
+            raise ConfigurationError(f"max_concurrency must be >= 1, got {self.max_concurrency}")
+
+
+@dataclass(frozen=True, slots=True)
+class CacheOptions:
+    """The verdict cache (errors are never cached).
+
+    Args:
+        size: Verdicts kept, least recently used evicted first; 0 turns caching off (identical concurrent
+            checks still share one call).
+        ttl: Seconds a verdict stays valid.
+    """
+
+    size: int = 4096
+    ttl: float = 300.0
+
+    def __post_init__(self) -> None:
+        if self.size < 0 or not self.ttl > 0:
+            raise ConfigurationError("cache size must be >= 0 and ttl > 0")
+
+
+@dataclass(frozen=True, slots=True)
+class CallOptions:
+    """How each model call is built and read.
+
+    Args:
+        format: The model's wire format (None: Nemotron 3.5 Content Safety).
+        max_tokens: The answer's token budget (None: the format's budget for the mode).
+        constrain_output: vLLM only: a ``structured_outputs`` grammar that admits only a well-formed verdict.
+    """
+
+    format: ModelFormat | None = None
+    max_tokens: int | None = None
+    constrain_output: bool = False
+
+    def __post_init__(self) -> None:
+        if self.max_tokens is not None and self.max_tokens < 1:
+            raise ConfigurationError(f"max_tokens must be >= 1, got {self.max_tokens}")
+
+
+@dataclass(frozen=True, slots=True)
+class AuditOptions:
+    """Where verdicts go besides the caller, and THINK audits beside fast checks.
+
+    Args:
+        on_verdict: Called with every verdict a check returns (a failing callback is logged, never raised).
+        think: After each fast or categories verdict, run a THINK-mode check of the same input in the
+            background, for the record (its reasoning trace goes to ``on_audit`` and the log).
+        on_audit: Called with each THINK audit's verdict.
+    """
+
+    on_verdict: Callable[[Verdict], None] | None = None
+    think: bool = False
+    on_audit: Callable[[Verdict], None] | None = None
+
+
+__all__ = ["AuditOptions", "CacheOptions", "CallOptions", "TransportOptions"]

@@ -1,0 +1,54 @@
+"""The real endpoint if one is configured, else an in-process simulator, announced loudly (examples, demos).
+
+Production code builds its own ``NemoGuard``; the simulator is a test double and never a silent fallback: it
+starts only when no endpoint is configured, and says so on stderr before the first verdict.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..core.guard import NemoGuard
+
+_NOTICE = (
+    "No guard endpoint configured: starting the INTERFACE SIMULATOR in-process.",
+    "It is a deterministic rule-based TEST DOUBLE, NOT A SAFETY MODEL: the verdicts below",
+    "show the plumbing only. Set NEMOGUARD_BASE_URL (or --base-url / --provider) to use",
+    "the real Nemotron 3.5 Content Safety model.",
+)
+
+
+@contextlib.contextmanager
+def guard_or_simulator(**kwargs: Any) -> Iterator[NemoGuard]:
+    """A guard on the endpoint the environment names (``NEMOGUARD_BASE_URL`` / ``NEMOGUARD_PROVIDER``), or on an
+    in-process interface simulator, announced loudly. ``kwargs`` are ``NemoGuard`` arguments."""
+    from ..core.guard import NemoGuard
+    from ..core.providers import endpoint_configured
+
+    with (
+        endpoint_or_simulator(endpoint_configured(), kwargs.pop("base_url", None)) as (url, _),
+        NemoGuard(url, **kwargs) as guard,
+    ):
+        yield guard
+
+
+@contextlib.contextmanager
+def endpoint_or_simulator(use_real: bool, base_url: str | None) -> Iterator[tuple[str | None, bool]]:
+    """Yields (base URL, simulated): ``base_url`` (None: from the environment) when ``use_real``, else the URL
+    of an in-process simulator started for the duration, after a loud notice that it is a test double."""
+    if use_real:
+        yield base_url, False
+        return
+    from .server import SimulatorServer
+
+    bar = "!" * 78
+    print("\n".join([bar, *(f"!! {line}" for line in _NOTICE), bar]), file=sys.stderr)
+    with SimulatorServer() as sim:
+        yield sim.base_url, True
+
+
+__all__ = ["endpoint_or_simulator", "guard_or_simulator"]

@@ -1,0 +1,103 @@
+"""The guardrail's settings as a typed pydantic model, which LiteLLM reads through ``get_config_model``.
+
+Every ``litellm_params`` key of a ``litellm_hook.NemoGuardrail`` entry that is ours (not one of LiteLLM's own,
+such as ``mode`` or ``default_on``) is a field here: validated once, at start-up, so a misconfigured guardrail
+stops the proxy instead of running with a guess. LiteLLM's admin UI renders the same fields from this model.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Literal
+
+from litellm.types.proxy.guardrails.guardrail_hooks.base import GuardrailConfigModel
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from langchain_nemoguard.core.errors import ConfigurationError
+from langchain_nemoguard.core.windows import StreamOptions
+
+_ENV_PREFIX = "os.environ/"
+_STREAM_DEFAULTS = StreamOptions()
+
+
+class NemoGuardrailSettings(BaseModel):
+    """The NemoGuard settings of one guardrail entry (all optional)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    api_base: str | None = Field(
+        None, description="OpenAI-compatible root incl. /v1 of the guard model (os.environ/NAME works)"
+    )
+    api_key: str | None = Field(None, description="the guard endpoint's key (os.environ/NAME works)")
+    guard_model: str | None = Field(None, description="model id (default: the provider's Nemotron 3.5 id)")
+    provider: Literal["vllm", "nvidia", "openrouter"] | None = Field(None, description="where it is served")
+    guard_mode: Literal["fast", "categories", "think"] = Field("categories", description="output mode")
+    policy_file: str | None = Field(None, description="YAML/JSON file of named policies")
+    policy: str | None = Field(None, description="the default policy's name in policy_file")
+    on_error: Literal["block", "allow"] | None = Field(
+        None, description="no verdict: block (fail closed, default) or allow (fail open)"
+    )
+    timeout: float | None = Field(None, gt=0, description="seconds per guard call attempt (default 10)")
+    max_retries: int = Field(2, ge=0, description="retries after a failed guard call")
+    action: Literal["block", "rewrite", "log"] | None = Field(
+        None, description="what an unsafe verdict does unless the policy maps the category itself"
+    )
+    stream_window_chars: int = Field(_STREAM_DEFAULTS.window_chars, ge=1, description="text judged per call")
+    stream_overlap_chars: int = Field(_STREAM_DEFAULTS.overlap_chars, ge=0, description="overlap")
+    stream_first_window_chars: int | None = Field(
+        _STREAM_DEFAULTS.first_window_chars, ge=1, description="a smaller first window (sooner first token)"
+    )
+    stream_pass_through: bool = Field(False, description="release chunks at once (unsafe text can leak)")
+    allow_request_policy: bool = Field(
+        True, description="a request may name its policy in metadata (never below a key's or team's)"
+    )
+
+    @classmethod
+    def from_params(cls, params: dict[str, object]) -> NemoGuardrailSettings:
+        """Validate ``params`` (None means "the default"); a wrong setting is a :class:`ConfigurationError`."""
+        try:
+            return cls.model_validate({k: v for k, v in params.items() if v is not None})
+        except ValidationError as exc:
+            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+            raise ConfigurationError(f"NemoGuardrail settings are invalid: {problems}") from None
+
+    def stream_options(self) -> StreamOptions:
+        """The hold-back windows these settings describe."""
+        try:
+            return StreamOptions(
+                window_chars=self.stream_window_chars,
+                overlap_chars=self.stream_overlap_chars,
+                first_window_chars=self.stream_first_window_chars,
+                pass_through=self.stream_pass_through,
+            )
+        except ValueError as exc:
+            raise ConfigurationError(f"NemoGuardrail stream settings are invalid: {exc}") from None
+
+
+class NemoGuardrailConfigModel(GuardrailConfigModel[NemoGuardrailSettings]):  # type: ignore[misc]
+    """What ``NemoGuardrail.get_config_model()`` returns: the settings, in LiteLLM's config-model shape."""
+
+    optional_params: NemoGuardrailSettings | None = Field(
+        default=None, description="NemoGuard settings (all optional)"
+    )
+
+    @staticmethod
+    def ui_friendly_name() -> str:
+        return "NemoGuard (Nemotron 3.5 Content Safety)"
+
+
+SETTING_NAMES = frozenset(NemoGuardrailSettings.model_fields)
+
+
+def resolve_env(value: str | None) -> str | None:
+    """Resolve LiteLLM's ``os.environ/NAME`` references (the proxy does it for api_base/api_key, the SDK not)."""
+    if value is None or not value.startswith(_ENV_PREFIX):
+        return value
+    name = value[len(_ENV_PREFIX) :]
+    resolved = os.environ.get(name)
+    if resolved is None:
+        raise ConfigurationError(f"environment variable {name} is not set (referenced as {value!r})")
+    return resolved
+
+
+__all__ = ["SETTING_NAMES", "NemoGuardrailConfigModel", "NemoGuardrailSettings", "resolve_env"]
