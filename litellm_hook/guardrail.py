@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping
 from pathlib import Path
 from typing import Any, ClassVar, Final, Literal
 
@@ -176,7 +176,7 @@ class NemoGuardrail(CustomGuardrail):
         """The unified entry point: pre_call (``request``) and post_call (``response``), streamed or not."""
         policy = self._policy_for(request_data)
         if input_type == "request":
-            conversation = request_conversation(inputs, request_data)
+            conversation = self._read(request_conversation, inputs, request_data)
             if conversation is None:
                 return inputs
             verdict = await self._judge(conversation, policy, request_data, Stage.INPUT, self._input_event())
@@ -206,7 +206,7 @@ class NemoGuardrail(CustomGuardrail):
         messages = data.get("messages")
         if not isinstance(messages, list):
             return
-        conversation = image_only_turn(messages)
+        conversation = self._read(image_only_turn, messages)
         if conversation is None:
             return
         policy = self._policy_for(data)
@@ -226,7 +226,7 @@ class NemoGuardrail(CustomGuardrail):
             return await unified_guardrail.async_moderation_hook(
                 data=data, user_api_key_dict=user_api_key_dict, call_type=call_type
             )
-        conversation = conversation_from_messages(messages)
+        conversation = self._read(conversation_from_messages, messages)
         if conversation is None:
             return data
         policy = self._policy_for(data)
@@ -320,18 +320,28 @@ class NemoGuardrail(CustomGuardrail):
         try:
             verdict = await self.guard.acheck(conversation=conversation, policy=policy, stage=stage)
         except InvalidInputError as exc:
-            raise HTTPException(
-                status_code=400,
-                detail={
-                    "error": {
-                        "type": "invalid_input",
-                        "message": f"content-safety check could not read the request: {exc}",
-                        "guardrail": self.guardrail_name,
-                    }
-                },
-            ) from None
+            raise self._invalid_input(exc) from None
         self._record(verdict, request_data, stage, event)
         return verdict
+
+    def _read(self, translate: Callable[..., Conversation | None], *args: Any) -> Conversation | None:
+        """A translation of the request; content it cannot read is a 400, never skipped."""
+        try:
+            return translate(*args)
+        except InvalidInputError as exc:
+            raise self._invalid_input(exc) from None
+
+    def _invalid_input(self, exc: InvalidInputError) -> HTTPException:
+        return HTTPException(
+            status_code=400,
+            detail={
+                "error": {
+                    "type": "invalid_input",
+                    "message": f"content-safety check could not read the request: {exc}",
+                    "guardrail": self.guardrail_name,
+                }
+            },
+        )
 
     def _enforce(self, verdict: Verdict, stage: Stage, policy: Policy, request_data: dict) -> Outcome:
         """Pass (allow/log), refuse (input: a refusal completion, the model is not called) or raise."""

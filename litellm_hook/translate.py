@@ -31,11 +31,22 @@ def metadata_buckets(request_data: Mapping[str, Any]) -> list[Mapping[str, Any]]
 
 
 def conversation_from_messages(messages: Sequence[Any]) -> Conversation | None:
-    """The last user turn of chat messages as the input to judge (a trailing assistant prefill is not judged)."""
+    """The last user turn of chat messages as the input to judge (a trailing assistant prefill is not judged).
+
+    None when no user wrote anything this model judges (no user turn, or one with no text and no image).
+    Content that cannot be read - an image reference that is not a ``data:`` or ``http(s)`` URL, a malformed
+    part - raises :class:`InvalidInputError`: it is refused, never skipped.
+    """
+    last = next((m for m in reversed(messages) if isinstance(m, Mapping) and m.get("role") == "user"), None)
+    if last is None:
+        return None
     try:
         return Conversation.from_messages(messages, check_response=False)
     except InvalidInputError:
-        return None  # nothing a user wrote (no user turn, or nothing judgeable in it)
+        text, images = split_content(last.get("content"), where="the last user message")
+        if not text.strip() and not images:
+            return None  # e.g. audio only: nothing this model judges
+        raise
 
 
 def request_conversation(
@@ -57,10 +68,7 @@ def image_only_turn(messages: Sequence[Any]) -> Conversation | None:
     """The last user turn if it holds images and no text, else None."""
     for msg in reversed(messages):
         if isinstance(msg, Mapping) and msg.get("role") == "user":
-            try:
-                text, images = split_content(msg.get("content"))
-            except InvalidInputError:
-                return None
+            text, images = split_content(msg.get("content"), where="the last user message")
             return Conversation(images=images) if images and not text.strip() else None
     return None
 
@@ -69,7 +77,10 @@ def last_user_prompt(request_data: Mapping[str, Any]) -> str:
     messages = request_data.get("messages")
     if not isinstance(messages, list):
         return ""
-    conversation = conversation_from_messages(messages)
+    try:
+        conversation = conversation_from_messages(messages)
+    except InvalidInputError:
+        return ""  # context for an output check only; the input check refuses such a request
     return conversation.prompt if conversation is not None else ""
 
 

@@ -30,6 +30,9 @@ from pathlib import Path
 
 import pytest
 
+# LiteLLM fetches a model cost map from the internet on import unless told not to; tests never leave the machine.
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
 from langchain_nemoguard.cli.vllm_server import ServeError, ServeOptions, VLLMServer, serve
 
 REPO = Path(__file__).resolve().parents[1]
