@@ -54,11 +54,25 @@ class Outcome(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Verdict:
-    """The outcome of one ``check``.
+    """The outcome of one ``check`` (built by the guard; adapters and tests may build one too).
 
-    ``user_safe`` / ``response_safe``: the model's ratings (``None`` when that part was not judged, e.g. no
-    response was sent, or the guard failed). ``safe``: the overall answer the caller should act on; when the
-    guard failed (``error`` set) it follows ``on_error``. ``action``: what the policy says to do.
+    Args:
+        user_safe: The model's rating of the user turn (None: not judged, e.g. the guard failed).
+        response_safe: The rating of the response (None: no response was sent, or the guard failed).
+        categories: The categories the model named for an unsafe verdict (suppressed ones removed).
+        reasoning: THINK mode's reasoning trace.
+        error: Why there is no verdict (None: there is one).
+        error_message: A human description of ``error`` (never a key or an internal address).
+        safe: The overall answer the caller should act on; when the guard failed it follows ``on_error``.
+        action: What the policy says to do (``outcome`` turns it into pass / refuse / block).
+        policy: The name of the policy it was judged under.
+        model: The model id.
+        mode: The output mode.
+        latency_ms: Time the check took.
+        calls: Model calls the check made (windows, images, policy variants).
+        cached: True for a cache hit.
+        suppressed_categories: Categories the policy ignores that the model named.
+        raw_output: The model's raw answers (kept out of the repr and of ``to_dict``).
     """
 
     user_safe: bool | None

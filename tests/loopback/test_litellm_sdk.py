@@ -430,3 +430,25 @@ async def test_stream_rewrite_ends_with_the_refusal(endpoint: SimulatedEndpoint)
     out = await _run_stream(g, "kill " * 10)
     assert _text(out) == "No can do."
     assert out[-1].choices[0].finish_reason == "content_filter"
+
+
+def test_settings_are_a_typed_config_model_litellm_can_read() -> None:
+    from litellm.types.proxy.guardrails.guardrail_hooks.base import GuardrailConfigModel
+
+    from langchain_nemoguard import ConfigurationError
+    from litellm_hook.config import NemoGuardrailSettings
+
+    model = NemoGuardrail.get_config_model()
+    assert model is not None and issubclass(model, GuardrailConfigModel)
+    assert "NemoGuard" in model.ui_friendly_name()
+    # LiteLLM's UI endpoint renders the nested model of optional_params field by field
+    assert model.model_fields["optional_params"].annotation == NemoGuardrailSettings | None
+    params = NemoGuardrailSettings.model_fields
+    assert {"api_base", "guard_mode", "policy_file", "action", "stream_window_chars"} <= set(params)
+    assert all(f.description for f in params.values())
+    with pytest.raises(ConfigurationError, match="guard_mode"):
+        NemoGuardrail(guardrail_name="ng", event_hook="pre_call", guard_mode="slow")
+    with pytest.raises(ConfigurationError, match="action"):
+        NemoGuardrail(guardrail_name="ng", event_hook="pre_call", action="explode")
+    with pytest.raises(ConfigurationError, match="stream"):
+        NemoGuardrail(guardrail_name="ng", event_hook="pre_call", stream_window_chars=10, stream_overlap_chars=20)

@@ -31,8 +31,25 @@ class ImageOptions:
     own httpx transport (and let tests keep every byte on 127.0.0.1); the vetted-IP connection, Host header
     and SNI are applied on top of whatever transport is used.
 
-    ``allow_local_files`` exists because a ``str`` may be a file path: code that forwards image strings from
-    untrusted messages (chat content, tool output) should turn it off so a message cannot name a local file.
+    ``allow_local_files`` exists because a ``str`` may be a file path. Message content never reaches it (the
+    adapters read image references from messages through ``core.conversation.image_reference``, which admits
+    only ``data:`` and ``http(s)`` URLs); turn it off to refuse files in explicit arguments too.
+
+    Args:
+        max_side: The longer side after scaling (never an upscale).
+        max_pixels: Images with more pixels are refused before decoding (decompression bombs).
+        max_bytes: Encoded images larger than this are refused before parsing.
+        output_format: ``"JPEG"`` or ``"PNG"`` for the re-encoded image.
+        jpeg_quality: JPEG quality, 1-100.
+        pass_remote_urls: Hand ``http(s)`` URLs to the model server as they are (literal private addresses
+            and ``localhost`` are still refused).
+        fetch_remote_images: Fetch ``http(s)`` images here, SSRF-checked, and send the bytes.
+        fetch_timeout: Seconds for a whole fetch: DNS, connects, redirects and body.
+        max_redirects: Redirect hops followed, each re-validated.
+        allow_local_files: Whether a ``str`` or path argument may name a local file.
+        resolver: ``(host, port) -> addresses`` for fetches (None: the system resolver).
+        transport: An httpx transport for sync fetches.
+        async_transport: An httpx transport for async fetches.
     """
 
     max_side: int = 896
