@@ -74,7 +74,7 @@ class NemoGuardrailSettings(BaseModel):
             raise ConfigurationError(f"NemoGuardrail stream settings are invalid: {exc}") from None
 
 
-class NemoGuardrailConfigModel(GuardrailConfigModel[NemoGuardrailSettings]):  # type: ignore[misc]
+class NemoGuardrailConfigModel(GuardrailConfigModel[NemoGuardrailSettings]):
     """What ``NemoGuardrail.get_config_model()`` returns: the settings, in LiteLLM's config-model shape."""
 
     optional_params: NemoGuardrailSettings | None = Field(

@@ -160,7 +160,7 @@ class NemoGuardrail(CustomGuardrail):
         return list(cls.SUPPORTED_EVENT_HOOKS)
 
     @staticmethod
-    def get_config_model() -> type[GuardrailConfigModel[Any]] | None:  # type: ignore[override]
+    def get_config_model() -> type[GuardrailConfigModel[Any]] | None:
         """The typed settings model LiteLLM reads (its admin UI renders the fields from it)."""
         return NemoGuardrailConfigModel
 
@@ -169,7 +169,7 @@ class NemoGuardrail(CustomGuardrail):
     async def apply_guardrail(
         self,
         inputs: GenericGuardrailAPIInputs,
-        request_data: dict,
+        request_data: dict[str, Any],
         input_type: Literal["request", "response"],
         logging_obj: Any = None,
     ) -> GenericGuardrailAPIInputs:
@@ -198,7 +198,7 @@ class NemoGuardrail(CustomGuardrail):
             return {**inputs, "texts": [policy.refusal, *([""] * (len(texts) - 1))]}
         return inputs
 
-    async def async_scan_request_attachments(self, data: dict, call_type: CallTypesLiteral) -> None:
+    async def async_scan_request_attachments(self, data: dict[str, Any], call_type: CallTypesLiteral) -> None:
         """pre_call only: judge a last user turn made of images alone, which ``apply_guardrail`` never sees.
 
         An internal LiteLLM hook (``RequestAttachmentScanner``); turns with text go through ``apply_guardrail``.
@@ -214,7 +214,7 @@ class NemoGuardrail(CustomGuardrail):
         self._enforce(verdict, Stage.INPUT, policy, data)
 
     async def async_moderation_hook(
-        self, data: dict, user_api_key_dict: Any, call_type: CallTypesLiteral
+        self, data: dict[str, Any], user_api_key_dict: Any, call_type: CallTypesLiteral
     ) -> Any:
         """during_call: judge the last user turn (text and images) while the model already runs."""
         messages = data.get("messages")
@@ -235,7 +235,7 @@ class NemoGuardrail(CustomGuardrail):
         return data
 
     async def async_post_call_streaming_iterator_hook(
-        self, user_api_key_dict: Any, response: Any, request_data: dict
+        self, user_api_key_dict: Any, response: Any, request_data: dict[str, Any]
     ) -> AsyncGenerator[ModelResponseStream, None]:
         """post_call on streams: release chunks window by window once judged (or at once with pass-through).
 
@@ -244,7 +244,7 @@ class NemoGuardrail(CustomGuardrail):
         normally) and never sends the unsafe window.
         """
         policy = self._policy_for(request_data)
-        stream = StreamGuard(
+        stream: StreamGuard[ModelResponseStream] = StreamGuard(
             self.guard,
             prompt=last_user_prompt(request_data),
             policy=policy,
@@ -313,7 +313,7 @@ class NemoGuardrail(CustomGuardrail):
         self,
         conversation: Conversation,
         policy: Policy,
-        request_data: dict,
+        request_data: dict[str, Any],
         stage: Stage,
         event: GuardrailEventHooks,
     ) -> Verdict:
@@ -343,7 +343,7 @@ class NemoGuardrail(CustomGuardrail):
             },
         )
 
-    def _enforce(self, verdict: Verdict, stage: Stage, policy: Policy, request_data: dict) -> Outcome:
+    def _enforce(self, verdict: Verdict, stage: Stage, policy: Policy, request_data: dict[str, Any]) -> Outcome:
         """Pass (allow/log), refuse (input: a refusal completion, the model is not called) or raise."""
         outcome = verdict.outcome
         if outcome is Outcome.PASS:
@@ -367,7 +367,7 @@ class NemoGuardrail(CustomGuardrail):
             return HTTPException(status_code=503, detail={"error": body})
         return HTTPException(status_code=400, detail={"error": body})
 
-    def _record(self, verdict: Verdict, request_data: dict, stage: Stage, event: GuardrailEventHooks) -> None:
+    def _record(self, verdict: Verdict, request_data: dict[str, Any], stage: Stage, event: GuardrailEventHooks) -> None:
         """One ``standard_logging_guardrail_information`` entry per verdict, and the applied-guardrails header."""
         self.add_standard_logging_guardrail_information_to_request_data(
             guardrail_json_response={**verdict.to_dict(), "stage": stage.value},

@@ -103,7 +103,9 @@ def _table(rows: list[list[str]], headers: list[str]) -> str:
         for r in rows
     ]
     widths = [max(len(r[c]) for r in [headers, *rows]) for c in range(len(headers))]
-    line = lambda r: " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True))  # noqa: E731
+    def line(r: list[str]) -> str:
+        return " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True))
+
     out = [line(headers), "-+-".join("-" * w for w in widths)]
     out += [line(r) for r in rows]
     return "\n".join(out)

@@ -14,6 +14,7 @@ import importlib
 import json
 import sys
 from collections.abc import Sequence
+from types import ModuleType
 from typing import TYPE_CHECKING
 
 from ._endpoint import add_endpoint_args, guard_from_args
@@ -121,7 +122,7 @@ def _command_in(argv: Sequence[str] | None) -> str | None:
     return first if first in _COMMANDS else ""
 
 
-def _module(name: str) -> object:
+def _module(name: str) -> ModuleType:
     return sys.modules[__name__] if name == __name__ else importlib.import_module(name, __package__)
 
 

@@ -105,7 +105,7 @@ class CacheStats:
     expired: int = 0
 
     def as_dict(self) -> dict[str, int]:
-        return {k: getattr(self, k) for k in self.__slots__}  # type: ignore[attr-defined]
+        return {k: getattr(self, k) for k in self.__slots__}
 
 
 class VerdictCache(Generic[T]):

@@ -75,7 +75,7 @@ class StreamGuard(Generic[C]):
         self._stopped = False
         self.prompt = prompt
         self.policy = guard.policy_for(policy)
-        self.options = options or guard.stream_options()
+        self.options = options or guard.stream_options
         self.stage = stage
         self.verdicts: list[Verdict] = []
 
@@ -161,7 +161,7 @@ class StreamGuard(Generic[C]):
                 if next_chunk is not None:
                     waiting.add(next_chunk)
                 if queue and queue[0][0] is not None:
-                    waiting.add(queue[0][0])  # type: ignore[arg-type]
+                    waiting.add(queue[0][0])
                 if waiting:
                     await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
                 # release judged windows, in order
@@ -186,9 +186,9 @@ class StreamGuard(Generic[C]):
                     else:
                         if pass_through:
                             yield chunk
-                        window = buf.push(chunk, text_of(chunk) or "")
-                        if window is not None:
-                            enqueue(window)
+                        full = buf.push(chunk, text_of(chunk) or "")
+                        if full is not None:
+                            enqueue(full)
                     next_chunk = None
                 if exhausted and not queue:
                     return

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any
 
 from langchain.agents.middleware import (
@@ -163,7 +163,7 @@ class NemoGuardMiddleware(AgentMiddleware):
         return {"messages": [_refusal(policy, verdict)], "jump_to": "end"}
 
     def _output_conv(
-        self, message: AIMessage, messages: list[BaseMessage]
+        self, message: AIMessage, messages: Sequence[BaseMessage]
     ) -> tuple[Conversation, Stage] | None:
         text = assistant_text(message)
         if not text.strip():
@@ -424,15 +424,21 @@ def _response_message(response: Any) -> AIMessage | None:
     return None
 
 
-def _replace_message(response: Any, old: AIMessage, new: AIMessage) -> Any:
+def _replace_message(
+    response: ModelResponse | AIMessage | ExtendedModelResponse, old: AIMessage, new: AIMessage
+) -> ModelResponse | AIMessage | ExtendedModelResponse:
     if new is old:
         return response
     if isinstance(response, AIMessage):
         return new
     if isinstance(response, ExtendedModelResponse):
         return ExtendedModelResponse(
-            model_response=_replace_message(response.model_response, old, new), command=response.command
+            model_response=_replace_in(response.model_response, old, new), command=response.command
         )
+    return _replace_in(response, old, new)
+
+
+def _replace_in(response: ModelResponse, old: AIMessage, new: AIMessage) -> ModelResponse:
     result = [new if m is old else m for m in response.result]
     refused = new.response_metadata.get(MARKER, {}).get("refused")
     return ModelResponse(result=result, structured_response=None if refused else response.structured_response)

@@ -343,7 +343,9 @@ class GuardedRunnable(RunnableSerializable[Any, Any]):
 
     # --- invoke ----------------------------------------------------------------------------------------------
 
-    def _invoke(self, input: Any, config: RunnableConfig, **kwargs: Any) -> Any:
+    def _invoke(
+        self, input: Any, run_manager: CallbackManagerForChainRun, config: RunnableConfig, **kwargs: Any
+    ) -> Any:
         policy = self.effective_policy(config)
         conv, prompt = self._input(input)
         inner_config = self._inner_config(config)
@@ -379,7 +381,13 @@ class GuardedRunnable(RunnableSerializable[Any, Any]):
             return self._refusal_like(out, policy.refusal, verdict, chunk=False)
         return out
 
-    async def _ainvoke(self, input: Any, config: RunnableConfig, **kwargs: Any) -> Any:
+    async def _ainvoke(
+        self,
+        input: Any,
+        run_manager: AsyncCallbackManagerForChainRun,
+        config: RunnableConfig,
+        **kwargs: Any,
+    ) -> Any:
         policy = self.effective_policy(config)
         conv, prompt = self._input(input)
         inner_config = self._inner_config(config)

@@ -248,8 +248,8 @@ def parse_chat_request(body: Any, config: SimulatorConfig) -> ChatRequest:
         raise ContractError(400, "stream must be a boolean", "bad_stream")
     options = body.get("stream_options")
     include_usage = bool(isinstance(options, Mapping) and options.get("include_usage"))
-    for text in (policy, taxonomy):
-        prompt_chars += len(text or "")
+    for kwarg in (policy, taxonomy):
+        prompt_chars += len(kwarg or "")
     return ChatRequest(
         model=model,
         user_text="\n\n".join(user_texts),

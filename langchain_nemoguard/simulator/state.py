@@ -27,7 +27,7 @@ def _safety(value: Any, key: str) -> bool | None:
         return None
     if value not in ("safe", "unsafe"):
         raise ValueError(f'{key!r} must be "safe" or "unsafe", got {value!r}')
-    return value == "safe"
+    return bool(value == "safe")
 
 
 @dataclass(frozen=True, slots=True)

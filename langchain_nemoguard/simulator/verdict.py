@@ -315,6 +315,8 @@ def image_is_flagged(data: bytes, *, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS)
         raise
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
         raise ImageRuleError(f"image cannot be decoded: {exc}") from None
+    if not isinstance(pixel, tuple):  # an RGB image's pixel is always a tuple
+        return False
     return all(
         abs(int(c) - m) <= IMAGE_MARKER_TOLERANCE for c, m in zip(pixel, IMAGE_MARKER_RGB, strict=True)
     )

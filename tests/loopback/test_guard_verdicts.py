@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from PIL import Image
 
+import langchain_nemoguard
 from langchain_nemoguard import (
     Action,
     AuditOptions,
@@ -229,3 +230,23 @@ def test_a_failing_audit_sink_never_breaks_the_check(
         v = NemoGuard(nemoguard_simulator.base_url, audit=AuditOptions(on_verdict=sink)).check(prompt=BOMB)
     assert not v.safe
     assert "on_verdict callback failed" in caplog.text
+
+
+async def test_stream_guard_takes_the_guards_stream_options(nemoguard_simulator: SimulatorServer) -> None:
+    from langchain_nemoguard import StreamOptions
+    from langchain_nemoguard.core.streaming import StreamGuard
+
+    options = StreamOptions(window_chars=10, overlap_chars=2, first_window_chars=None)
+    g = NemoGuard(nemoguard_simulator.base_url, stream=options)
+    sg: StreamGuard[str] = StreamGuard(g, prompt="tell me")
+    assert sg.options is options
+    chunks = ["all calm here. ", "then build a bomb ", "and more"]
+    with pytest.raises(langchain_nemoguard.ContentBlockedError):
+        _ = [c async for c in sg.aiter(_agen(chunks), str)]
+    assert len(sg.verdicts) >= 2  # judged in windows of about ten characters, not one window
+    await g.aclose()
+
+
+async def _agen(items: list[str]):  # type: ignore[no-untyped-def]
+    for item in items:
+        yield item

@@ -180,7 +180,8 @@ def _normalise_mode(img: Image.Image) -> Image.Image:
 
 def _stretch_to_l(img: Image.Image) -> Image.Image:
     """32-bit integer or float grey to 8 bits: as is if already in 0..255, else stretched to fill it."""
-    low, high = img.getextrema()
+    extrema = img.getextrema()
+    low, high = float(extrema[0]), float(extrema[1])  # type: ignore[arg-type]  # one band: (min, max)
     if low >= 0 and high <= 255:
         return img.convert("L")
     if high == low:
