@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import os
-import platform
 import random
 import statistics
 import time
@@ -25,11 +23,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import PIL
+from _common import RESULTS as RESULTS_DIR
+from _common import machine, write_results
 from PIL import Image
 
 from langchain_nemoguard.core.images import ImageOptions, prepare_image
 
-RESULTS = Path(__file__).resolve().parent / "results" / "images.json"
+RESULTS = RESULTS_DIR / "images.json"
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,20 +146,11 @@ def main(argv: list[str] | None = None) -> int:
         "runs": args.runs,
         "statistic": "median",
         "pinned_cpu": cpu,
-        "machine": {
-            "python": platform.python_version(),
-            "pillow": PIL.__version__,
-            "platform": platform.platform(),
-            "processor": platform.processor() or platform.machine(),
-        },
+        "machine": machine(pillow=PIL.__version__),
         "options": {"max_side": options.max_side, "output_format": options.output_format},
         "results": [asdict(r) for r in results],
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(report, indent=2) + "\n")
-    tmp.replace(args.out)
-    print(f"wrote {args.out}")
+    write_results(args.out, report)
     return 0
 
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import platform
 import statistics
 import sys
@@ -27,6 +26,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from _common import RESULTS as RESULTS_DIR
+from _common import write_results
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
@@ -37,7 +38,7 @@ from langchain_nemoguard import CacheOptions, NemoGuard
 from langchain_nemoguard.simulator import SimulatorConfig, SimulatorServer
 
 ANSWER = " ".join(["Paris is the capital of France and sits on the river Seine."] * 8)
-RESULTS = Path(__file__).parent / "results" / "langchain.json"
+RESULTS = RESULTS_DIR / "langchain.json"
 
 
 class SlowChat(BaseChatModel):
@@ -187,6 +188,4 @@ if __name__ == "__main__":
     ns = parser.parse_args()
     res = asyncio.run(main(ns))
     print(table(res))
-    ns.out.parent.mkdir(parents=True, exist_ok=True)
-    ns.out.write_text(json.dumps(res, indent=2) + "\n")
-    print(f"wrote {ns.out}")
+    write_results(ns.out, res)

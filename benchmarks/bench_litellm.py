@@ -18,28 +18,22 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
-import json
 import os
-import platform
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import yaml
+from _common import RESULTS as RESULTS_DIR
+from _common import ROOT, child_process, free_port, machine, write_results
 
-from langchain_nemoguard.simulator.process import stop_process
-
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results" / "litellm.json"
+RESULTS = RESULTS_DIR / "litellm.json"
 MASTER_KEY = "sk-bench-" + "0" * 32
 SLEEP_GUARDRAIL = """
 import asyncio
@@ -78,40 +72,6 @@ class Stats:
     p50_ms: float
     p99_ms: float
     rps: float
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _wait(url: str, proc: subprocess.Popen[bytes], what: str, timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{what} exited during start-up")
-        try:
-            if httpx.get(url, timeout=1.0).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"{what} did not become ready within {timeout} s")
-
-
-@contextmanager
-def _process(
-    args: Sequence[str], ready_url: str, what: str, cwd: Path, env: dict[str, str]
-) -> Iterator[None]:
-    log = (cwd / f"{what}.log").open("w")
-    proc = subprocess.Popen(list(args), cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        _wait(ready_url, proc, what)
-        yield
-    finally:
-        stop_process(proc)
-        log.close()
 
 
 def _config(guard_url: str) -> dict[str, Any]:
@@ -284,7 +244,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     with tempfile.TemporaryDirectory(prefix="bench-litellm-") as tmp_name:
         tmp = Path(tmp_name)
-        sim_port, proxy_port = _free_port(), _free_port()
+        sim_port, proxy_port = free_port(), free_port()
         guard_url = f"http://127.0.0.1:{sim_port}/v1"
         (tmp / "config.yaml").write_text(yaml.safe_dump(_config(guard_url)))
         (tmp / "sleep_guardrail.py").write_text(
@@ -296,24 +256,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         proxy_cmd += ["--config", str(tmp / "config.yaml"), "--host", "127.0.0.1", "--port", str(proxy_port)]
         proxy_url = f"http://127.0.0.1:{proxy_port}"
         with (
-            _process(sim_cmd, f"http://127.0.0.1:{sim_port}/health", "simulator", tmp, env),
-            _process(proxy_cmd, f"{proxy_url}/health/liveliness", "proxy", tmp, env),
+            child_process(sim_cmd, f"http://127.0.0.1:{sim_port}/health", "simulator", tmp, env),
+            child_process(proxy_cmd, f"{proxy_url}/health/liveliness", "proxy", tmp, env),
         ):
             result = asyncio.run(_bench(proxy_url, guard_url, args.requests, args.repeats))
-    result["machine"] = {
-        "cpus": os.cpu_count(),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-    }
+    result["machine"] = machine()
     result["settings"] = {
         "requests_c1": args.requests,
         "requests_c32": args.requests * 4,
         "repeats": args.repeats,
     }
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(result, indent=2) + "\n")
     _print(result)
-    print(f"\nwrote {args.output.relative_to(ROOT) if args.output.is_relative_to(ROOT) else args.output}")
+    write_results(args.output, result)
     return 0
 
 

@@ -24,7 +24,8 @@ def stop_process(proc: subprocess.Popen[bytes] | subprocess.Popen[str], grace: f
     return proc.wait()
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -38,7 +39,7 @@ class SimulatorProcess:
     """
 
     def __init__(self, latency_ms: float = 0.0) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.latency_ms = latency_ms
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -65,4 +66,4 @@ class SimulatorProcess:
             stop_process(self.proc, grace=10)
 
 
-__all__ = ["SimulatorProcess", "stop_process"]
+__all__ = ["SimulatorProcess", "free_port", "stop_process"]

@@ -22,7 +22,7 @@ import httpx
 import pytest
 from PIL import Image
 
-from langchain_nemoguard import CallOptions, NemoGuard, Policy, Verdict
+from langchain_nemoguard import AuditOptions, CallOptions, NemoGuard, Policy, Verdict
 
 
 class VLLMEndpoint(Protocol):
@@ -270,9 +270,9 @@ def test_metrics_are_readable(http: httpx.Client, vllm_server: VLLMEndpoint) -> 
 
 
 def guard(vllm_server: VLLMEndpoint, **kwargs: Any) -> NemoGuard:
-    if kwargs.get("mode", "categories") == "categories":
-        kwargs.setdefault("max_tokens", CATEGORIES_MAX_TOKENS)
-    return NemoGuard(base_url=vllm_server.base_url, model=vllm_server.model, calls=CallOptions(constrain_output=True), **kwargs)
+    max_tokens = CATEGORIES_MAX_TOKENS if kwargs.get("mode", "categories") == "categories" else None
+    calls = CallOptions(constrain_output=True, max_tokens=max_tokens)
+    return NemoGuard(base_url=vllm_server.base_url, model=vllm_server.model, calls=calls, **kwargs)
 
 
 def assert_verdict(verdict: Verdict, *, response: bool = False) -> None:
@@ -370,7 +370,7 @@ async def test_litellm_guardrail_judges_input_and_output_on_the_real_server(
         vllm_server,
         mode="fast",
         policy=Policy(name="log-all", actions={"*": "log"}),
-        on_verdict=verdicts.append,
+        audit=AuditOptions(on_verdict=verdicts.append),
     )
     guardrail = NemoGuardrail(
         guardrail_name="nemoguard",
