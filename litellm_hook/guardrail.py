@@ -173,7 +173,17 @@ class NemoGuardrail(CustomGuardrail):
         input_type: Literal["request", "response"],
         logging_obj: Any = None,
     ) -> GenericGuardrailAPIInputs:
-        """The unified entry point: pre_call (``request``) and post_call (``response``), streamed or not."""
+        """The unified entry point: pre_call (``request``) and post_call (``response``), streamed or not.
+
+        Args:
+            inputs: LiteLLM's extracted ``texts``, ``images`` and ``structured_messages``.
+            request_data: The request (metadata picks the policy; results are logged into it).
+            input_type: ``request`` (judge the last user turn) or ``response`` (judge the answer).
+            logging_obj: LiteLLM's logging object (unused).
+
+        Returns:
+            ``inputs`` unchanged, or with the texts replaced by the refusal (``rewrite`` of a response).
+        """
         policy = self._policy_for(request_data)
         if input_type == "request":
             conversation = self._read(request_conversation, inputs, request_data)
@@ -202,6 +212,10 @@ class NemoGuardrail(CustomGuardrail):
         """pre_call only: judge a last user turn made of images alone, which ``apply_guardrail`` never sees.
 
         An internal LiteLLM hook (``RequestAttachmentScanner``); turns with text go through ``apply_guardrail``.
+
+        Args:
+            data: The request.
+            call_type: LiteLLM's call type (unused).
         """
         messages = data.get("messages")
         if not isinstance(messages, list):
@@ -216,7 +230,13 @@ class NemoGuardrail(CustomGuardrail):
     async def async_moderation_hook(
         self, data: dict[str, Any], user_api_key_dict: Any, call_type: CallTypesLiteral
     ) -> Any:
-        """during_call: judge the last user turn (text and images) while the model already runs."""
+        """during_call: judge the last user turn (text and images) while the model already runs.
+
+        Args:
+            data: The request.
+            user_api_key_dict: The caller's key (passed on to LiteLLM's unified hook for non-chat requests).
+            call_type: LiteLLM's call type.
+        """
         messages = data.get("messages")
         if not isinstance(messages, list):
             # Not a chat request (e.g. /responses): LiteLLM's unified translation extracts the content.
@@ -242,6 +262,11 @@ class NemoGuardrail(CustomGuardrail):
         A block before anything was sent is an HTTP 400 like a non-streamed block; a block after text was sent
         ends the stream with ``finish_reason="content_filter"`` (no error frame, so OpenAI clients finish
         normally) and never sends the unsafe window.
+
+        Args:
+            user_api_key_dict: The caller's key (unused).
+            response: The upstream stream of chunks.
+            request_data: The request (its last user turn is the context; verdicts are logged into it).
         """
         policy = self._policy_for(request_data)
         stream: StreamGuard[ModelResponseStream] = StreamGuard(

@@ -200,6 +200,15 @@ class NemoGuardMiddleware(AgentMiddleware):
 
     @hook_config(can_jump_to=["end"])
     def before_model(self, state: AgentState, runtime: Runtime[Any]) -> dict[str, Any] | None:
+        """Judge the latest unanswered user turn; an unsafe one is replaced and the run ends with the refusal.
+
+        Args:
+            state: The agent state (its ``messages``).
+            runtime: The graph runtime (unused).
+
+        Returns:
+            None to go on, or a state update that withholds the turn and jumps to the end.
+        """
         plan = self._input_plan(state)
         if plan is None:
             return None
@@ -212,6 +221,12 @@ class NemoGuardMiddleware(AgentMiddleware):
 
     @hook_config(can_jump_to=["end"])
     async def abefore_model(self, state: AgentState, runtime: Runtime[Any]) -> dict[str, Any] | None:
+        """The async twin of :meth:`before_model`.
+
+        Args:
+            state: The agent state (its ``messages``).
+            runtime: The graph runtime (unused).
+        """
         plan = self._input_plan(state)
         if plan is None:
             return None
@@ -227,6 +242,15 @@ class NemoGuardMiddleware(AgentMiddleware):
     def wrap_model_call(
         self, request: ModelRequest, handler: Callable[[ModelRequest], ModelResponse]
     ) -> ModelResponse | AIMessage | ExtendedModelResponse:
+        """Judge the model's message (text and tool-call arguments) inside the model node, before it returns.
+
+        Args:
+            request: The model request (its messages give the prompt context).
+            handler: Calls the model (and any middleware inside this one).
+
+        Returns:
+            The response, or the same response with the message replaced by the refusal under its id.
+        """
         if not self.check_output:
             return handler(request)
         with _nostream(self.hold_back_tokens):
@@ -244,6 +268,12 @@ class NemoGuardMiddleware(AgentMiddleware):
     async def awrap_model_call(
         self, request: ModelRequest, handler: Callable[[ModelRequest], Awaitable[ModelResponse]]
     ) -> ModelResponse | AIMessage | ExtendedModelResponse:
+        """The async twin of :meth:`wrap_model_call`.
+
+        Args:
+            request: The model request (its messages give the prompt context).
+            handler: Calls the model (and any middleware inside this one).
+        """
         if not self.check_output:
             return await handler(request)
         with _nostream(self.hold_back_tokens):
@@ -281,6 +311,12 @@ class NemoGuardMiddleware(AgentMiddleware):
 
     @hook_config(can_jump_to=["end"])
     def after_model(self, state: AgentState, runtime: Runtime[Any]) -> dict[str, Any] | None:
+        """The safety net: re-judge the last assistant message if its text is not what was judged.
+
+        Args:
+            state: The agent state (its ``messages``).
+            runtime: The graph runtime (unused).
+        """
         found = self._unjudged_output(state)
         if found is None:
             return None
@@ -290,6 +326,12 @@ class NemoGuardMiddleware(AgentMiddleware):
 
     @hook_config(can_jump_to=["end"])
     async def aafter_model(self, state: AgentState, runtime: Runtime[Any]) -> dict[str, Any] | None:
+        """The async twin of :meth:`after_model`.
+
+        Args:
+            state: The agent state (its ``messages``).
+            runtime: The graph runtime (unused).
+        """
         found = self._unjudged_output(state)
         if found is None:
             return None
@@ -300,6 +342,12 @@ class NemoGuardMiddleware(AgentMiddleware):
     # --- wrap_tool_call -----------------------------------------------------------------------------------------
 
     def wrap_tool_call(self, request: Any, handler: Callable[[Any], Any]) -> Any:
+        """Judge a tool's result before the model sees it (block withholds it, rewrite replaces it).
+
+        Args:
+            request: The tool call request.
+            handler: Runs the tool.
+        """
         result = handler(request)
         if not self.check_tool_results or not isinstance(result, ToolMessage):
             return result
@@ -311,6 +359,12 @@ class NemoGuardMiddleware(AgentMiddleware):
         return self._tool_message(result, verdict, policy)
 
     async def awrap_tool_call(self, request: Any, handler: Callable[[Any], Awaitable[Any]]) -> Any:
+        """The async twin of :meth:`wrap_tool_call`.
+
+        Args:
+            request: The tool call request.
+            handler: Runs the tool.
+        """
         result = await handler(request)
         if not self.check_tool_results or not isinstance(result, ToolMessage):
             return result

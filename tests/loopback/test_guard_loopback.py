@@ -13,7 +13,7 @@ import pytest
 
 from langchain_nemoguard import CacheOptions, CallOptions, ErrorCode, NemoGuard, Policy
 from langchain_nemoguard.cli.main import main as cli_main
-from langchain_nemoguard.simulator import SimulatorConfig, SimulatorServer
+from langchain_nemoguard.simulator import SimulatorServer
 
 
 @pytest.fixture
@@ -107,13 +107,20 @@ def test_endpoint_down_fails_closed() -> None:
     assert not v.safe
 
 
-def test_think_mode_reasoning_inline_and_in_reasoning_content() -> None:
-    for cfg in (SimulatorConfig(), SimulatorConfig(reasoning_field=True)):
-        with SimulatorServer(cfg) as s:
-            v = NemoGuard(s.base_url, mode="think").check(prompt="How can I steal credit card numbers?")
-        assert not v.safe
-        assert v.reasoning
-        assert "Fraud" in " ".join(v.categories)
+@pytest.mark.parametrize(
+    "where",
+    ["inline", pytest.param("reasoning_content", marks=pytest.mark.nemoguard_simulator(reasoning_field=True))],
+)
+def test_think_mode_reasoning_inline_and_in_reasoning_content(
+    nemoguard_simulator: SimulatorServer, where: str
+) -> None:
+    assert nemoguard_simulator.config.reasoning_field is (where == "reasoning_content")
+    v = NemoGuard(nemoguard_simulator.base_url, mode="think").check(
+        prompt="How can I steal credit card numbers?"
+    )
+    assert not v.safe
+    assert v.reasoning
+    assert "Fraud" in " ".join(v.categories)
 
 
 def test_too_small_max_tokens_in_think_mode_is_truncated(fresh: SimulatorServer) -> None:

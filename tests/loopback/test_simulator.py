@@ -101,10 +101,9 @@ def content_of(response: httpx.Response) -> str:
     return response.json()["choices"][0]["message"]["content"]
 
 
-@pytest.fixture(scope="module")
-def sim() -> Iterator[SimulatorServer]:
-    with SimulatorServer() as server:
-        yield server
+@pytest.fixture
+def sim(nemoguard_simulator: SimulatorServer) -> SimulatorServer:
+    return nemoguard_simulator
 
 
 @pytest.fixture

@@ -35,6 +35,7 @@ from PIL import Image
 from langchain_nemoguard.core.plan import IMAGE_ONLY_PROMPT
 from langchain_nemoguard.simulator.process import stop_process
 from langchain_nemoguard.simulator.server import SimulatorServer
+from langchain_nemoguard.testing import SimulatorPool
 
 pytestmark = [pytest.mark.proxy, pytest.mark.timeout(180)]
 
@@ -167,7 +168,9 @@ class Proxy:
 
 
 @pytest.fixture(scope="module")
-def proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxy]:
+def proxy(
+    tmp_path_factory: pytest.TempPathFactory, _nemoguard_simulator_pool: SimulatorPool
+) -> Iterator[Proxy]:
     tmp = tmp_path_factory.mktemp("litellm-proxy")
     policies = yaml.safe_load((REPO / "server/litellm/policies.yaml").read_text())
     policies["policies"]["permissive"] = {"actions": {"*": "log"}}
@@ -177,41 +180,41 @@ def proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxy]:
     (tmp / "config.yaml").write_text(yaml.safe_dump(_config(tmp / "policies.yaml", dead_url)))
     capture = tmp / "capture.jsonl"
     port = _free_port()
-    with SimulatorServer() as sim:
-        env = {
-            **os.environ,
-            "NEMOGUARD_BASE_URL": sim.base_url,
-            "NEMOGUARD_CAPTURE_FILE": str(capture),
-            "LITELLM_LOCAL_MODEL_COST_MAP": "True",
-            "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
-            "NO_PROXY": "127.0.0.1,localhost",
-        }
-        log = (tmp / "proxy.log").open("w")
-        started = time.monotonic()
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-c",
-                "from litellm_cli.main import proxy_server; proxy_server()",
-                "--config",
-                str(tmp / "config.yaml"),
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-            ],
-            cwd=tmp,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        base = f"http://127.0.0.1:{port}"
-        try:
-            _wait_ready(base, process, tmp / "proxy.log")
-            yield Proxy(base, capture, sim, time.monotonic() - started)
-        finally:
-            stop_process(process)
-            log.close()
+    sim = _nemoguard_simulator_pool.get()  # the plugin's simulator, shared with the loopback tier
+    env = {
+        **os.environ,
+        "NEMOGUARD_BASE_URL": sim.base_url,
+        "NEMOGUARD_CAPTURE_FILE": str(capture),
+        "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+        "NO_PROXY": "127.0.0.1,localhost",
+    }
+    log = (tmp / "proxy.log").open("w")
+    started = time.monotonic()
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "from litellm_cli.main import proxy_server; proxy_server()",
+            "--config",
+            str(tmp / "config.yaml"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        cwd=tmp,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        _wait_ready(base, process, tmp / "proxy.log")
+        yield Proxy(base, capture, sim, time.monotonic() - started)
+    finally:
+        stop_process(process)
+        log.close()
 
 
 def _wait_ready(base: str, process: subprocess.Popen[bytes], log: Path, timeout: float = 120.0) -> None:

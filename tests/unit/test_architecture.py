@@ -201,3 +201,34 @@ def test_public_constructors_document_their_arguments(cls: type) -> None:
         params = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "kwargs")]
     missing = [p for p in params if f"{p}:" not in text and f"{p} (" not in text]
     assert missing == [], f"{cls.__name__}: undocumented arguments {missing}"
+
+
+def _hooks() -> list[object]:
+    from langchain_nemoguard import NemoGuardMiddleware
+    from litellm_hook import NemoGuardrail
+
+    middleware = [
+        "before_model",
+        "abefore_model",
+        "wrap_model_call",
+        "awrap_model_call",
+        "after_model",
+        "aafter_model",
+        "wrap_tool_call",
+        "awrap_tool_call",
+    ]
+    litellm = [
+        "apply_guardrail",
+        "async_scan_request_attachments",
+        "async_moderation_hook",
+        "async_post_call_streaming_iterator_hook",
+    ]
+    return [getattr(NemoGuardMiddleware, n) for n in middleware] + [getattr(NemoGuardrail, n) for n in litellm]
+
+
+@pytest.mark.parametrize("hook", _hooks(), ids=lambda h: h.__qualname__)
+def test_framework_hooks_document_their_arguments(hook: object) -> None:
+    doc = inspect.getdoc(hook) or ""
+    assert "Args:" in doc
+    params = [p for p in inspect.signature(hook).parameters if p != "self"]  # type: ignore[arg-type]
+    assert [p for p in params if f"{p}:" not in doc] == []
