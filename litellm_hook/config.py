@@ -1,4 +1,5 @@
-"""The guardrail's settings as a typed pydantic model, which LiteLLM reads through ``get_config_model``.
+"""The guardrail's settings as a typed pydantic model (LiteLLM reads it through ``get_config_model``), and the
+guard they describe.
 
 Every ``litellm_params`` key of a ``litellm_hook.NemoGuardrail`` entry that is ours (not one of LiteLLM's own,
 such as ``mode`` or ``default_on``) is a field here: validated once, at start-up, so a misconfigured guardrail
@@ -8,12 +9,15 @@ stops the proxy instead of running with a guess. LiteLLM's admin UI renders the 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Literal
 
 from litellm.types.proxy.guardrails.guardrail_hooks.base import GuardrailConfigModel
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from langchain_nemoguard.core.errors import ConfigurationError
+from langchain_nemoguard.core.guard import NemoGuard
+from langchain_nemoguard.core.policy import Policy, PolicySet
 from langchain_nemoguard.core.windows import StreamOptions
 
 _ENV_PREFIX = "os.environ/"
@@ -100,4 +104,54 @@ def resolve_env(value: str | None) -> str | None:
     return resolved
 
 
-__all__ = ["SETTING_NAMES", "NemoGuardrailConfigModel", "NemoGuardrailSettings", "resolve_env"]
+def build_guard(settings: NemoGuardrailSettings, on_error: Literal["block", "allow"]) -> NemoGuard:
+    """The guard a config entry describes. ``action`` is every policy's default action (through the core's
+    one override path, ``Policy.with_overrides(default_action=...)``): a category a policy maps keeps its own."""
+    policies: PolicySet | None = None
+    if settings.policy_file is not None:
+        loaded = PolicySet.load(policy_path(settings.policy_file))
+        policies = PolicySet(
+            {name: p.with_overrides(default_action=settings.action) for name, p in loaded.items()},
+            default=loaded.default_name,
+        )
+    default_policy: Policy | str | None = settings.policy
+    if policies is None and settings.action is not None and settings.policy is None:
+        default_policy = Policy().with_overrides(default_action=settings.action)
+    return NemoGuard(
+        base_url=resolve_env(settings.api_base),
+        provider=settings.provider,
+        model=settings.guard_model,
+        api_key=resolve_env(settings.api_key),
+        mode=settings.guard_mode,
+        policy=default_policy,
+        policies=policies,
+        on_error=on_error,
+        timeout=float(settings.timeout) if settings.timeout else 10.0,
+        max_retries=settings.max_retries,
+        stream=settings.stream_options(),
+    )
+
+
+def policy_path(value: str | os.PathLike[str]) -> Path:
+    """A relative ``policy_file`` is looked up from the working directory, then beside the proxy's config."""
+    path = Path(resolve_env(os.fspath(value)) or "")
+    if path.is_absolute() or path.exists():
+        return path
+    try:
+        from litellm.proxy import proxy_server
+    except ImportError:
+        return path
+    config = getattr(proxy_server, "user_config_file_path", None)
+    if isinstance(config, str) and (Path(config).parent / path).exists():
+        return Path(config).parent / path
+    return path
+
+
+__all__ = [
+    "SETTING_NAMES",
+    "NemoGuardrailConfigModel",
+    "NemoGuardrailSettings",
+    "build_guard",
+    "policy_path",
+    "resolve_env",
+]

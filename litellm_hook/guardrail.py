@@ -23,9 +23,7 @@ the checks.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import AsyncGenerator, Callable, Mapping
-from pathlib import Path
 from typing import Any, ClassVar, Final, Literal
 
 from fastapi import HTTPException
@@ -43,16 +41,18 @@ from langchain_nemoguard.core.errors import (
     Stage,
 )
 from langchain_nemoguard.core.guard import NemoGuard
-from langchain_nemoguard.core.policy import Policy, PolicySet
+from langchain_nemoguard.core.policy import Policy
 from langchain_nemoguard.core.streaming import StreamGuard, StreamRefusal
 from langchain_nemoguard.core.verdict import Outcome, Verdict
 
-from .config import SETTING_NAMES, NemoGuardrailConfigModel, NemoGuardrailSettings, resolve_env
+from .config import SETTING_NAMES, NemoGuardrailConfigModel, NemoGuardrailSettings, build_guard
 from .translate import (
+    blocked_error,
     chunk_text,
     conversation_from_messages,
     final_chunk,
     image_only_turn,
+    invalid_input_error,
     last_user_prompt,
     metadata_buckets,
     request_conversation,
@@ -148,7 +148,7 @@ class NemoGuardrail(CustomGuardrail):
         self.allow_request_policy = settings.allow_request_policy
         self.stream_options = settings.stream_options()
         if guard is None:
-            guard = _build_guard(settings, on_error)
+            guard = build_guard(settings, on_error)
         self.guard = guard
 
     def __repr__(self) -> str:  # the guard's repr never shows the key
@@ -357,16 +357,7 @@ class NemoGuardrail(CustomGuardrail):
             raise self._invalid_input(exc) from None
 
     def _invalid_input(self, exc: InvalidInputError) -> HTTPException:
-        return HTTPException(
-            status_code=400,
-            detail={
-                "error": {
-                    "type": "invalid_input",
-                    "message": f"content-safety check could not read the request: {exc}",
-                    "guardrail": self.guardrail_name,
-                }
-            },
-        )
+        return invalid_input_error(exc, self.guardrail_name)
 
     def _enforce(self, verdict: Verdict, stage: Stage, policy: Policy, request_data: dict[str, Any]) -> Outcome:
         """Pass (allow/log), refuse (input: a refusal completion, the model is not called) or raise."""
@@ -384,13 +375,7 @@ class NemoGuardrail(CustomGuardrail):
         raise self._http_error(verdict, stage)
 
     def _http_error(self, verdict: Verdict, stage: Stage) -> HTTPException:
-        """400 ``content_blocked`` for a policy block; 503 ``guard_unavailable`` for an outage (fail closed)."""
-        error = ContentBlockedError(verdict, stage)
-        body = {**error.to_dict(), "guardrail": self.guardrail_name, "policy": verdict.policy}
-        if error.unavailable:
-            body["reason"] = verdict.error_message
-            return HTTPException(status_code=503, detail={"error": body})
-        return HTTPException(status_code=400, detail={"error": body})
+        return blocked_error(verdict, stage, self.guardrail_name)
 
     def _record(self, verdict: Verdict, request_data: dict[str, Any], stage: Stage, event: GuardrailEventHooks) -> None:
         """One ``standard_logging_guardrail_information`` entry per verdict, and the applied-guardrails header."""
@@ -420,49 +405,3 @@ class NemoGuardrail(CustomGuardrail):
         hooks = self.event_hook if isinstance(self.event_hook, list) else [self.event_hook]
         names = {getattr(h, "value", h) for h in hooks}
         return GuardrailEventHooks.pre_call if "pre_call" in names else GuardrailEventHooks.during_call
-
-
-# --- helpers ------------------------------------------------------------------------------------------------
-
-
-def _build_guard(settings: NemoGuardrailSettings, on_error: Literal["block", "allow"]) -> NemoGuard:
-    """The guard a config entry describes. ``action`` is every policy's default action (through the core's
-    one override path, ``Policy.with_overrides(default_action=...)``): a category a policy maps keeps its own."""
-    policies: PolicySet | None = None
-    if settings.policy_file is not None:
-        loaded = PolicySet.load(_policy_path(settings.policy_file))
-        policies = PolicySet(
-            {name: p.with_overrides(default_action=settings.action) for name, p in loaded.items()},
-            default=loaded.default_name,
-        )
-    default_policy: Policy | str | None = settings.policy
-    if policies is None and settings.action is not None and settings.policy is None:
-        default_policy = Policy().with_overrides(default_action=settings.action)
-    return NemoGuard(
-        base_url=resolve_env(settings.api_base),
-        provider=settings.provider,
-        model=settings.guard_model,
-        api_key=resolve_env(settings.api_key),
-        mode=settings.guard_mode,
-        policy=default_policy,
-        policies=policies,
-        on_error=on_error,
-        timeout=float(settings.timeout) if settings.timeout else 10.0,
-        max_retries=settings.max_retries,
-        stream=settings.stream_options(),
-    )
-
-
-def _policy_path(value: str | os.PathLike[str]) -> Path:
-    """A relative ``policy_file`` is looked up from the working directory, then beside the proxy's config."""
-    path = Path(resolve_env(os.fspath(value)) or "")
-    if path.is_absolute() or path.exists():
-        return path
-    try:
-        from litellm.proxy import proxy_server
-    except ImportError:
-        return path
-    config = getattr(proxy_server, "user_config_file_path", None)
-    if isinstance(config, str) and (Path(config).parent / path).exists():
-        return Path(config).parent / path
-    return path

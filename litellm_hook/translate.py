@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from fastapi import HTTPException
 from litellm.types.utils import (
     GenericGuardrailAPIInputs,
     GuardrailStatus,
@@ -18,7 +19,7 @@ from litellm.types.utils import (
 )
 
 from langchain_nemoguard.core.conversation import Conversation, image_reference, split_content
-from langchain_nemoguard.core.errors import InvalidInputError
+from langchain_nemoguard.core.errors import ContentBlockedError, InvalidInputError, Stage
 from langchain_nemoguard.core.verdict import Verdict
 
 
@@ -114,6 +115,30 @@ def final_chunk(last: ModelResponseStream | None, content: str | None) -> ModelR
     )
 
 
+def blocked_error(verdict: Verdict, stage: Stage, guardrail: str | None) -> HTTPException:
+    """400 ``content_blocked`` for a policy block; 503 ``guard_unavailable`` for an outage (fail closed)."""
+    error = ContentBlockedError(verdict, stage)
+    body = {**error.to_dict(), "guardrail": guardrail, "policy": verdict.policy}
+    if error.unavailable:
+        body["reason"] = verdict.error_message
+        return HTTPException(status_code=503, detail={"error": body})
+    return HTTPException(status_code=400, detail={"error": body})
+
+
+def invalid_input_error(exc: InvalidInputError, guardrail: str | None) -> HTTPException:
+    """400 ``invalid_input``: the request holds something the guard cannot read (refused, never skipped)."""
+    return HTTPException(
+        status_code=400,
+        detail={
+            "error": {
+                "type": "invalid_input",
+                "message": f"content-safety check could not read the request: {exc}",
+                "guardrail": guardrail,
+            }
+        },
+    )
+
+
 def status(verdict: Verdict) -> GuardrailStatus:
     if verdict.error is not None:
         return "guardrail_failed_to_respond"
@@ -123,10 +148,12 @@ def status(verdict: Verdict) -> GuardrailStatus:
 
 
 __all__ = [
+    "blocked_error",
     "chunk_text",
     "conversation_from_messages",
     "final_chunk",
     "image_only_turn",
+    "invalid_input_error",
     "last_user_prompt",
     "metadata_buckets",
     "request_conversation",
