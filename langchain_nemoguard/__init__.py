@@ -9,6 +9,7 @@ so ``import langchain_nemoguard`` costs nothing until one is touched. The LangCh
 from __future__ import annotations
 
 import importlib
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -34,37 +35,39 @@ if TYPE_CHECKING:
 
 __version__ = "0.1.0"
 
-_WHERE = {
-    # the guard and its verdicts
-    "NemoGuard": "core.guard",
-    "Verdict": "core.verdict",
-    "Action": "core.verdict",
-    "Outcome": "core.verdict",
-    "Stage": "core.errors",
-    "Conversation": "core.conversation",
-    # policies
-    "Policy": "core.policy",
-    "PolicySet": "core.policy",
-    # option groups of NemoGuard
-    "TransportOptions": "core.options",
-    "CacheOptions": "core.options",
-    "CallOptions": "core.options",
-    "AuditOptions": "core.options",
-    "ImageOptions": "core.images",
-    "WindowOptions": "core.windows",
-    "StreamOptions": "core.windows",
-    # errors
-    "NemoGuardError": "core.errors",
-    "InvalidInputError": "core.errors",
-    "ConfigurationError": "core.errors",
-    "PolicyNotFoundError": "core.errors",
-    "GuardUnavailableError": "core.errors",
-    "ContentBlockedError": "core.errors",
-    "ErrorCode": "core.errors",
-    # LangChain
-    "GuardedRunnable": "langchain.runnable",
-    "NemoGuardMiddleware": "langchain.middleware",
-}
+_WHERE = MappingProxyType(
+    {
+        # the guard and its verdicts
+        "NemoGuard": "core.guard",
+        "Verdict": "core.verdict",
+        "Action": "core.verdict",
+        "Outcome": "core.verdict",
+        "Stage": "core.errors",
+        "Conversation": "core.conversation",
+        # policies
+        "Policy": "core.policy",
+        "PolicySet": "core.policy",
+        # option groups of NemoGuard
+        "TransportOptions": "core.options",
+        "CacheOptions": "core.options",
+        "CallOptions": "core.options",
+        "AuditOptions": "core.options",
+        "ImageOptions": "core.images",
+        "WindowOptions": "core.windows",
+        "StreamOptions": "core.windows",
+        # errors
+        "NemoGuardError": "core.errors",
+        "InvalidInputError": "core.errors",
+        "ConfigurationError": "core.errors",
+        "PolicyNotFoundError": "core.errors",
+        "GuardUnavailableError": "core.errors",
+        "ContentBlockedError": "core.errors",
+        "ErrorCode": "core.errors",
+        # LangChain
+        "GuardedRunnable": "langchain.runnable",
+        "NemoGuardMiddleware": "langchain.middleware",
+    }
+)
 
 
 def __getattr__(name: str) -> Any:

@@ -13,8 +13,8 @@ import argparse
 import importlib
 import json
 import sys
-from collections.abc import Sequence
-from types import ModuleType
+from collections.abc import Mapping, Sequence
+from types import MappingProxyType, ModuleType
 from typing import TYPE_CHECKING
 
 from ._endpoint import add_endpoint_args, guard_from_args
@@ -25,14 +25,19 @@ if TYPE_CHECKING:
 EXIT_SAFE, EXIT_UNSAFE, EXIT_ERROR = 0, 1, 2
 
 # name -> (module with configure(parser), one-line help); the module is imported only when it is needed.
-_COMMANDS: dict[str, tuple[str, str]] = {
-    "check": (__name__, "judge one prompt (and response, images); exit 0 safe, 1 unsafe, 2 error"),
-    "demo": (".demo", "a scripted set of guarded conversations, printed as a table"),
-    "eval": (".evaluate", "run a labelled data set through the guard and report metrics"),
-    "bench": (".bench", "guard client overhead against raw aiohttp and httpx (uses the simulator)"),
-    "simulate": ("..simulator.cli", "run the interface simulator (a rule-based test double, NOT a safety model)"),
-    "serve": (".serve", "run vLLM serving Nemotron 3.5 Content Safety"),
-}
+_COMMANDS: Mapping[str, tuple[str, str]] = MappingProxyType(
+    {
+        "check": (__name__, "judge one prompt (and response, images); exit 0 safe, 1 unsafe, 2 error"),
+        "demo": (".demo", "a scripted set of guarded conversations, printed as a table"),
+        "eval": (".evaluate", "run a labelled data set through the guard and report metrics"),
+        "bench": (".bench", "guard client overhead against raw aiohttp and httpx (uses the simulator)"),
+        "simulate": (
+            "..simulator.cli",
+            "run the interface simulator (a rule-based test double, NOT a safety model)",
+        ),
+        "serve": (".serve", "run vLLM serving Nemotron 3.5 Content Safety"),
+    }
+)
 
 
 def configure(p: argparse.ArgumentParser) -> None:

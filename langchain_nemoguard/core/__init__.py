@@ -7,6 +7,7 @@ constant (``core.modes``) do not pay for the HTTP stack, Pillow and pydantic.
 from __future__ import annotations
 
 import importlib
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -30,33 +31,35 @@ if TYPE_CHECKING:
     from .verdict import Action, Outcome, Verdict
     from .windows import StreamOptions, WindowOptions
 
-_WHERE = {
-    "Action": "verdict",
-    "AuditOptions": "options",
-    "CacheOptions": "options",
-    "CallOptions": "options",
-    "ConfigurationError": "errors",
-    "ContentBlockedError": "errors",
-    "Conversation": "conversation",
-    "ErrorCode": "errors",
-    "GuardUnavailableError": "errors",
-    "ImageError": "errors",
-    "ImageOptions": "images",
-    "InvalidInputError": "errors",
-    "NemoGuard": "guard",
-    "NemoGuardError": "errors",
-    "Outcome": "verdict",
-    "Policy": "policy",
-    "PolicyNotFoundError": "errors",
-    "PolicySet": "policy",
-    "Stage": "errors",
-    "StreamOptions": "windows",
-    "TransportOptions": "options",
-    "Turn": "conversation",
-    "UnsafeURLError": "errors",
-    "Verdict": "verdict",
-    "WindowOptions": "windows",
-}
+_WHERE = MappingProxyType(
+    {
+        "Action": "verdict",
+        "AuditOptions": "options",
+        "CacheOptions": "options",
+        "CallOptions": "options",
+        "ConfigurationError": "errors",
+        "ContentBlockedError": "errors",
+        "Conversation": "conversation",
+        "ErrorCode": "errors",
+        "GuardUnavailableError": "errors",
+        "ImageError": "errors",
+        "ImageOptions": "images",
+        "InvalidInputError": "errors",
+        "NemoGuard": "guard",
+        "NemoGuardError": "errors",
+        "Outcome": "verdict",
+        "Policy": "policy",
+        "PolicyNotFoundError": "errors",
+        "PolicySet": "policy",
+        "Stage": "errors",
+        "StreamOptions": "windows",
+        "TransportOptions": "options",
+        "Turn": "conversation",
+        "UnsafeURLError": "errors",
+        "Verdict": "verdict",
+        "WindowOptions": "windows",
+    }
+)
 
 
 def __getattr__(name: str) -> Any:

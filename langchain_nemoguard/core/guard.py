@@ -121,7 +121,10 @@ class NemoGuard:
         self.on_error: OnError = on_error
         self.format: ModelFormat = self.call_options.format or Nemotron35Format()
         self.policies = _policy_set(policies)
-        self.policy = self._default_policy(policy)
+        if policy is not None:
+            self.policy = self._lookup(policy)
+        else:
+            self.policy = self.policies.default if self.policies is not None else Policy()
         t = self.transport_options
         self._transport = Transport(
             endpoint.base_urls,
@@ -270,16 +273,7 @@ class NemoGuard:
             PolicyNotFoundError: No loaded policy has that name.
             ConfigurationError: A name was given but no policies were loaded.
         """
-        if isinstance(policy, Policy):
-            chosen = policy
-        elif policy is None:
-            chosen = self.policy
-        elif self.policies is None:
-            raise ConfigurationError(
-                f"policy {policy!r} was named, but no policies were loaded (pass policies=...)"
-            )
-        else:
-            chosen = self.policies[policy]
+        chosen = self.policy if policy is None else self._lookup(policy)
         return chosen.with_overrides(action=action, default_action=default_action, refusal=refusal)
 
     def flush_audits(self, timeout: float | None = None) -> None:
@@ -381,11 +375,9 @@ class NemoGuard:
             return Conversation.from_messages(messages)
         return Conversation.of(prompt, response, images)
 
-    def _default_policy(self, policy: Policy | str | None) -> Policy:
+    def _lookup(self, policy: Policy | str) -> Policy:
         if isinstance(policy, Policy):
             return policy
-        if policy is None:
-            return self.policies.default if self.policies is not None else Policy()
         if self.policies is None:
             raise ConfigurationError(
                 f"policy {policy!r} was named, but no policies were loaded (pass policies=...)"

@@ -219,12 +219,6 @@ class PolicySet(Mapping[str, Policy]):
     def __len__(self) -> int:
         return len(self._policies)
 
-    def resolve(self, name: str | Policy | None) -> Policy:
-        """A policy as given, the named one, or the default for None."""
-        if isinstance(name, Policy):
-            return name
-        return self.default if name is None else self[name]
-
     @classmethod
     def from_data(cls, data: Any, *, source: str = "policy data") -> PolicySet:
         """Build from parsed YAML/JSON: ``{policies: {name: {...}}, default: name}``."""

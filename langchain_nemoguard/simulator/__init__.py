@@ -12,6 +12,7 @@ Names load on first use, so importing this package costs nothing until one is to
 from __future__ import annotations
 
 import importlib
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -33,33 +34,35 @@ if TYPE_CHECKING:
         render_output,
     )
 
-_WHERE = {
-    "BANNER": "config",
-    "BUILTIN_TAXONOMY": "rules",
-    "DEFAULT_MODEL": "config",
-    "ContractError": "protocol",
-    "CustomPolicy": "verdict",
-    "CustomTaxonomy": "verdict",
-    "FaultSpec": "config",
-    "ForcedOutcome": "state",
-    "ImageRuleError": "verdict",
-    "RuleMatch": "rules",
-    "RuleSet": "rules",
-    "RulesError": "rules",
-    "SimulatedVerdict": "verdict",
-    "SimulatorConfig": "config",
-    "SimulatorProcess": "process",
-    "SimulatorServer": "server",
-    "compute_verdict": "verdict",
-    "create_app": "app",
-    "endpoint_or_simulator": "endpoint",
-    "guard_or_simulator": "endpoint",
-    "image_is_flagged": "verdict",
-    "parse_chat_request": "protocol",
-    "render_output": "verdict",
-    "run": "server",
-    "stop_process": "process",
-}
+_WHERE = MappingProxyType(
+    {
+        "BANNER": "config",
+        "BUILTIN_TAXONOMY": "rules",
+        "DEFAULT_MODEL": "config",
+        "ContractError": "protocol",
+        "CustomPolicy": "verdict",
+        "CustomTaxonomy": "verdict",
+        "FaultSpec": "config",
+        "ForcedOutcome": "state",
+        "ImageRuleError": "verdict",
+        "RuleMatch": "rules",
+        "RuleSet": "rules",
+        "RulesError": "rules",
+        "SimulatedVerdict": "verdict",
+        "SimulatorConfig": "config",
+        "SimulatorProcess": "process",
+        "SimulatorServer": "server",
+        "compute_verdict": "verdict",
+        "create_app": "app",
+        "endpoint_or_simulator": "endpoint",
+        "guard_or_simulator": "endpoint",
+        "image_is_flagged": "verdict",
+        "parse_chat_request": "protocol",
+        "render_output": "verdict",
+        "run": "server",
+        "stop_process": "process",
+    }
+)
 
 
 def __getattr__(name: str) -> Any:
