@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from ..core.guard import NemoGuard
 
+_SERVER_STACK = ("starlette", "uvicorn")  # the `simulator` extra
 _NOTICE = (
     "No guard endpoint configured: starting the INTERFACE SIMULATOR in-process.",
     "It is a deterministic rule-based TEST DOUBLE, NOT A SAFETY MODEL: the verdicts below",
@@ -43,7 +44,17 @@ def endpoint_or_simulator(use_real: bool, base_url: str | None) -> Iterator[tupl
     if use_real:
         yield base_url, False
         return
-    from .server import SimulatorServer
+    try:
+        from .server import SimulatorServer
+    except ImportError as exc:
+        if exc.name not in _SERVER_STACK:
+            raise
+        from ..core.errors import ConfigurationError
+
+        raise ConfigurationError(
+            "no guard endpoint is configured (NEMOGUARD_BASE_URL / NEMOGUARD_PROVIDER) and the interface "
+            f"simulator is not installed ({exc.name} is missing): pip install 'langchain-nemoguard[simulator]'"
+        ) from None
 
     bar = "!" * 78
     print("\n".join([bar, *(f"!! {line}" for line in _NOTICE), bar]), file=sys.stderr)

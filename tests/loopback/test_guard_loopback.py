@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -239,3 +240,20 @@ def test_asyncio_run_per_call_leaves_no_unclosed_sessions(fresh: SimulatorServer
     )
     assert proc.returncode == 0, proc.stderr
     assert "Unclosed" not in proc.stderr
+
+
+def test_demo_without_the_simulator_extra_says_which_extra_to_install() -> None:
+    """starlette and uvicorn are the ``simulator`` extra; without them the demo names it instead of a traceback."""
+    code = (
+        "import sys\n"
+        "sys.modules['uvicorn'] = None  # as if the simulator extra were not installed\n"
+        "from langchain_nemoguard.cli.main import main\n"
+        "sys.exit(main(['demo']))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NEMOGUARD_")}
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env, check=False
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert "pip install 'langchain-nemoguard[simulator]'" in proc.stderr
+    assert "Traceback" not in proc.stderr
