@@ -26,7 +26,12 @@ Role = Literal["user", "assistant"]
 
 @dataclass(frozen=True, slots=True)
 class Turn:
-    """An earlier turn, kept for context (``NemoGuard(context_turns=N)`` sends the last N)."""
+    """An earlier turn, kept for context (``NemoGuard(windows=WindowOptions(context_turns=N))`` sends the last N).
+
+    Args:
+        role: ``"user"`` or ``"assistant"``.
+        text: The turn's text.
+    """
 
     role: Role
     text: str

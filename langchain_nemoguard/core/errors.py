@@ -36,7 +36,12 @@ class ConfigurationError(NemoGuardError, ValueError):
 
 
 class PolicyNotFoundError(ConfigurationError, KeyError):
-    """A policy was asked for by a name that no loaded policy set defines."""
+    """A policy was asked for by a name that no loaded policy set defines.
+
+    Args:
+        name: The name asked for.
+        known: The names that exist (listed in the message).
+    """
 
     def __init__(self, name: str, known: list[str] | None = None) -> None:
         self.name = name
@@ -78,7 +83,13 @@ class ErrorCode(StrEnum):
 
 
 class GuardUnavailableError(NemoGuardError):
-    """The guard could not produce a verdict. ``code`` is an :class:`ErrorCode`."""
+    """The guard could not produce a verdict.
+
+    Args:
+        code: Why (an :class:`ErrorCode`, stable for metrics and matching).
+        message: What happened (never a key or request content).
+        status: The HTTP status, when there was one.
+    """
 
     def __init__(self, code: ErrorCode, message: str, *, status: int | None = None) -> None:
         self.code = code
@@ -127,7 +138,13 @@ class ContentBlockedError(NemoGuardError):
     """A policy decided ``block``. Carries the verdict so callers can log or explain it.
 
     ``unavailable`` is true when the block comes from a failed guard under ``on_error="block"``: the message
-    then says "guard unavailable" so that an outage never reads like a policy decision.
+    then says "guard unavailable" so that an outage never reads like a policy decision. The one class for a
+    block in every adapter (LangChain raises it as a subclass that is also its ``ModelError``).
+
+    Args:
+        verdict: The verdict that blocked.
+        stage: Where the check ran (input, output, tool call, tool result).
+        message: The exception's text (None: built from the verdict).
     """
 
     def __init__(

@@ -176,7 +176,12 @@ def test_help_loads_no_core_http_stack_at_all() -> None:
 
 
 def _public_classes() -> list[type]:
-    from langchain_nemoguard.core.conversation import Conversation
+    from langchain_nemoguard.core.conversation import Conversation, Turn
+    from langchain_nemoguard.core.errors import (
+        ContentBlockedError,
+        GuardUnavailableError,
+        PolicyNotFoundError,
+    )
     from litellm_hook import NemoGuardrail
 
     names = [
@@ -184,7 +189,12 @@ def _public_classes() -> list[type]:
         for n in PUBLIC
         if n[0].isupper() and not n.endswith("Error") and n not in ("Action", "ErrorCode", "Outcome", "Stage")
     ]
-    return [getattr(langchain_nemoguard, n) for n in names] + [Conversation, NemoGuardrail]
+    errors = [
+        ContentBlockedError,
+        GuardUnavailableError,
+        PolicyNotFoundError,
+    ]  # the ones with their own __init__
+    return [getattr(langchain_nemoguard, n) for n in names] + [Conversation, Turn, NemoGuardrail, *errors]
 
 
 @pytest.mark.parametrize("cls", _public_classes(), ids=lambda c: c.__name__)
@@ -223,7 +233,9 @@ def _hooks() -> list[object]:
         "async_moderation_hook",
         "async_post_call_streaming_iterator_hook",
     ]
-    return [getattr(NemoGuardMiddleware, n) for n in middleware] + [getattr(NemoGuardrail, n) for n in litellm]
+    return [getattr(NemoGuardMiddleware, n) for n in middleware] + [
+        getattr(NemoGuardrail, n) for n in litellm
+    ]
 
 
 @pytest.mark.parametrize("hook", _hooks(), ids=lambda h: h.__qualname__)
