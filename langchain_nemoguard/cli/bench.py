@@ -4,8 +4,10 @@ The interface simulator runs as a separate process (so it does not share the cli
 20 ms added latency. The same request bodies go out three ways: ``guard.acheck`` (cache off, so every check
 is a real request), a raw ``aiohttp`` POST (the fastest plain Python client: the baseline) and a raw
 ``httpx.AsyncClient`` POST. Reported: p50/p99 at concurrency 1, throughput at concurrency 64, the median of
-``--repeats`` repetitions, plus a cache hit against a miss. Every figure is a ratio against the baseline
-measured in the same run on the same machine.
+``--repeats`` repetitions with their spread (min..max, each ratio paired within its repetition), plus a cache
+hit against a miss. Every figure is a ratio against the baseline measured in the same run on the same machine,
+printed beside the machine's CPU count and load averages, with a warning when other load is high: on a busy
+machine the throughput ratio swings from run to run, and the spread shows how much.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import httpx
 from ..core.formats import CallSpec
 from ..core.guard import NemoGuard
 from ..core.options import CacheOptions, TransportOptions
+from ..core.simulator_mark import LABEL
 from ..simulator.process import SimulatorProcess
 
 Sender = Callable[[int], Awaitable[Any]]
@@ -58,7 +61,9 @@ async def _throughput(send: Sender, n: int, concurrency: int, offset: int) -> fl
     return n / (time.perf_counter() - t0)
 
 
-async def _measure(base_url: str, args: argparse.Namespace) -> dict[str, dict[str, list[float]]]:
+async def _measure(
+    base_url: str, args: argparse.Namespace, label: str
+) -> dict[str, dict[str, list[float]]]:
     guard = NemoGuard(
         base_url, model="bench", cache=CacheOptions(size=0), transport=TransportOptions(max_concurrency=64)
     )
@@ -94,8 +99,9 @@ async def _measure(base_url: str, args: argparse.Namespace) -> dict[str, dict[st
         for name in senders:  # warm-up: connections, imports, caches
             await _latency(senders[name], 20, offset)
             offset += 20
-        for _ in range(args.repeats):
+        for rep in range(1, args.repeats + 1):
             for name, send in senders.items():
+                _progress(f"simulator at {label}, repetition {rep}/{args.repeats}: {name}")
                 p50, p99 = await _latency(send, args.latency_runs, offset)
                 offset += args.latency_runs
                 rps = await _throughput(send, args.requests, 64, offset)
@@ -110,7 +116,7 @@ async def _measure(base_url: str, args: argparse.Namespace) -> dict[str, dict[st
     return results
 
 
-async def _cache_ratio(base_url: str, n: int = 300) -> dict[str, float]:
+async def _cache_ratio(base_url: str, n: int) -> dict[str, float]:
     """Median miss (a real request) against median hit (the same question again), each timed alone."""
     guard = NemoGuard(base_url, model="bench")
     try:
@@ -131,57 +137,168 @@ async def _cache_ratio(base_url: str, n: int = 300) -> dict[str, float]:
     return {"miss_us": round(miss, 1), "hit_us": round(hit, 1), "ratio": round(miss / hit, 1)}
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
 def configure(p: argparse.ArgumentParser) -> None:
     """The ``bench`` options."""
-    p.add_argument("--requests", type=int, default=400, help="requests per concurrency-64 throughput run")
-    p.add_argument("--latency-runs", type=int, default=200, help="sequential requests per p50/p99 run")
-    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument(
+        "--requests", type=_positive, default=400, help="requests per concurrency-64 throughput run"
+    )
+    p.add_argument(
+        "--latency-runs", type=_positive, default=200, help="sequential requests per p50/p99 run"
+    )
+    p.add_argument("--repeats", type=_positive, default=3, help="repetitions; the table shows their spread")
+    p.add_argument(
+        "--cache-probes", type=_positive, default=300, help="checks timed for the cache hit/miss ratio"
+    )
     p.add_argument("--out", default=None, help="write results JSON here")
     p.set_defaults(func=run_bench)
 
 
+# A 1-minute load average above this share of the CPUs means other work competes with the benchmark.
+BUSY_LOAD_PER_CPU = 0.5
+WHY_IT_SWINGS = (
+    "Why figures swing: the client and the simulator are two processes competing for the CPUs; at concurrency 64 "
+    "they saturate them, so any other load takes CPU from one of the two and moves the throughput ratio (on a "
+    "shared 2-core machine runs ranged from 19% to 114%). The [min..max] spread over the repetitions shows how "
+    "much; compare rows of one run only, and trust a run on a quiet machine."
+)
+
+
+def machine_load() -> dict[str, Any]:
+    """CPU count and load averages (1, 5, 15 min; None where the platform has none)."""
+    cpus = os.cpu_count() or 1
+    try:
+        load: tuple[float, float, float] | None = os.getloadavg()
+    except OSError:
+        load = None
+    return {"cpus": cpus, "load": [round(x, 2) for x in load] if load else None}
+
+
+def load_warning(load: dict[str, Any]) -> str | None:
+    """A warning when the 1-minute load average says the machine is busy (None when it is quiet or unknown)."""
+    if not load["load"]:
+        return None
+    one, cpus = load["load"][0], load["cpus"]
+    if one <= BUSY_LOAD_PER_CPU * cpus:
+        return None
+    return (
+        f"WARNING: the machine is busy before the benchmark starts (load average {one:.2f} on {cpus} CPUs): "
+        "other processes compete with the client and the simulator, and the ratios will swing. Rerun on a "
+        "quiet machine for figures to quote."
+    )
+
+
+def spread(values: list[float], fmt: str) -> str:
+    """``median [min-max]`` of ``values``, each formatted with ``fmt``."""
+    med = fmt.format(statistics.median(values))
+    if len(values) == 1:
+        return med
+    return f"{med} [{fmt.format(min(values))}..{fmt.format(max(values))}]"
+
+
 def run_bench(args: argparse.Namespace) -> int:
     """Run the benchmark and print its table (and write JSON with ``--out``)."""
+    before = machine_load()
+    print(
+        f"nemoguard bench: guard endpoint = the {LABEL.upper()} (in its own process); "
+        "the figures are client overhead, not the model's speed.",
+        file=sys.stderr,
+    )
+    warning = load_warning(before)
+    if warning:
+        print(warning, file=sys.stderr)
     report: dict[str, Any] = {
-        "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
+        "endpoint": LABEL,
+        "machine": {"cpus": before["cpus"], "python": sys.version.split()[0], "load_before": before["load"]},
+        "settings": {
+            "repeats": args.repeats,
+            "latency_runs": args.latency_runs,
+            "requests": args.requests,
+            "concurrency": 64,
+        },
         "runs": {},
     }
     rows = []
     for latency in (0, 20):
         with SimulatorProcess(latency) as sim:
-            res = asyncio.run(_measure(sim.base_url, args))
+            res = asyncio.run(_measure(sim.base_url, args, label=f"{latency} ms"))
             if latency == 0:
-                report["cache"] = asyncio.run(_cache_ratio(sim.base_url))
+                _progress(f"cache hit vs miss: {args.cache_probes} probes each")
+                report["cache"] = asyncio.run(_cache_ratio(sim.base_url, args.cache_probes))
         med = {k: {m: statistics.median(v) for m, v in d.items()} for k, d in res.items()}
-        base = med["raw aiohttp"]
-        report["runs"][f"{latency}ms"] = {"raw": res, "median": med}
+        base = res["raw aiohttp"]
+        # paired per repetition: each ratio compares two clients measured back to back in the same repetition
+        added = {k: [p - b for p, b in zip(d["p50"], base["p50"], strict=True)] for k, d in res.items()}
+        ratio = {k: [r / b for r, b in zip(d["rps"], base["rps"], strict=True)] for k, d in res.items()}
+        report["runs"][f"{latency}ms"] = {
+            "raw": res,
+            "median": med,
+            "p50_added_ms": {k: _summary(v) for k, v in added.items()},
+            "rps_ratio": {k: _summary(v) for k, v in ratio.items()},
+        }
         for name, m in med.items():
+            baseline = name == "raw aiohttp"
             rows.append(
                 [
                     f"{latency} ms",
-                    name,
+                    name + (" (baseline)" if baseline else ""),
                     f"{m['p50']:.2f}",
                     f"{m['p99']:.2f}",
-                    f"{m['p50'] - base['p50']:+.2f}",
-                    f"{m['rps']:.0f}",
-                    f"{m['rps'] / base['rps']:.0%}",
+                    "-" if baseline else spread(added[name], "{:+.2f}"),
+                    spread(res[name]["rps"], "{:.0f}"),
+                    "100%" if baseline else spread([100 * r for r in ratio[name]], "{:.0f}%"),
                 ]
             )
-    headers = ["sim latency", "client", "p50 ms", "p99 ms", "p50 vs aiohttp", "req/s @64", "vs aiohttp"]
+    after = machine_load()
+    report["machine"]["load_after"] = after["load"]
+    headers = [
+        "sim latency",
+        "client",
+        "p50 ms",
+        "p99 ms",
+        "p50 added vs aiohttp, ms",
+        "req/s @64",
+        "req/s vs aiohttp",
+    ]
     widths = [max(len(r[i]) for r in [headers, *rows]) for i in range(len(headers))]
+    print(f"guard endpoint: {LABEL} (client overhead only)")
     print(" | ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)))
     print("-+-".join("-" * w for w in widths))
     for r in rows:
         print(" | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)))
     c = report["cache"]
     print(
-        f"\ncache: miss {c['miss_us']} us, hit {c['hit_us']} us -> a hit is {c['ratio']}x faster (median of 300)"
+        f"\ncache: miss {c['miss_us']} us, hit {c['hit_us']} us -> a hit is {c['ratio']}x faster "
+        f"(median of {args.cache_probes})"
     )
     print(
-        f"({args.repeats} repetitions; p50/p99 over {args.latency_runs} sequential requests, req/s over {args.requests})"
+        f"medians of {args.repeats} repetitions, [min..max] beside them; p50/p99 over {args.latency_runs} "
+        f"sequential requests, req/s over {args.requests} at concurrency 64"
     )
+    print(f"machine: {before['cpus']} CPUs, load average {_load_text(before)} before, {_load_text(after)} after")
+    print(WHY_IT_SWINGS)
+    if warning:
+        print(warning)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(report, indent=2))
         print(f"wrote {args.out}", file=sys.stderr)
     return 0
+
+
+def _summary(values: list[float]) -> dict[str, float]:
+    return {"min": min(values), "median": statistics.median(values), "max": max(values)}
+
+
+def _load_text(load: dict[str, Any]) -> str:
+    return "/".join(f"{x:.2f}" for x in load["load"]) if load["load"] else "unknown"
+
+
+def _progress(message: str) -> None:
+    print(f"  {message}", file=sys.stderr, flush=True)

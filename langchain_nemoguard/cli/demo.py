@@ -16,8 +16,10 @@ from typing import Any
 from PIL import Image
 
 from ..core.policy import Policy
+from ..core.simulator_mark import LABEL
 from ..core.verdict import Verdict
 from ._endpoint import add_endpoint_args, endpoint_for_args, guard_from_args
+from .exits import EXIT_NO_VERDICT
 
 KIDS = Policy(
     name="kids-tutor",
@@ -121,13 +123,14 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    """Run the scenarios and print the table; exit 0 when every check had a verdict, else 2."""
+    """Run the scenarios and print the table; exit 0 when every check had a verdict, else 3 (no verdict)."""
     with endpoint_for_args(args) as (base_url, _simulated):
         args.base_url = base_url
         guard = guard_from_args(args)
         print(f"guard: {guard!r}\n")
         rows: list[list[str]] = []
         reasoning: list[str] = []
+        simulated = False
         with guard:
             for i, sc in enumerate(scenarios(), 1):
                 v = guard.check(
@@ -138,6 +141,7 @@ def run_demo(args: argparse.Namespace) -> int:
                     mode=sc.mode,  # type: ignore[arg-type]
                 )
                 rows.append(_row(i, sc, v))
+                simulated |= v.simulator
                 if v.reasoning:
                     reasoning.append(f"  #{i} {sc.title}: {v.reasoning}")
         print(_table(rows, ["#", "scenario", "checked text", "verdict", "categories", "action", "ms"]))
@@ -148,4 +152,6 @@ def run_demo(args: argparse.Namespace) -> int:
         print(
             f"\n{stats['checks']} checks, {stats['calls']} model calls, {stats['errors']} without a verdict."
         )
-        return 0 if stats["errors"] == 0 else 2
+        if simulated:
+            print(f"verdicts from the {LABEL.upper()}: they show the plumbing, not the model's judgement.")
+        return 0 if stats["errors"] == 0 else EXIT_NO_VERDICT

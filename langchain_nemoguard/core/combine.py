@@ -67,6 +67,7 @@ def combine(
         "reasoning": "\n\n".join(dict.fromkeys(traces)) or None,
         "suppressed_categories": tuple(dict.fromkeys(suppressed)),
         "raw_output": "\n---\n".join(raws) or None,
+        "simulator": any(isinstance(r, ParsedCall) and r.simulator for r in results),
     }
     cats = tuple(dict.fromkeys(categories))
     if user_unsafe or response_unsafe:

@@ -169,3 +169,38 @@ class ContentBlockedError(NemoGuardError):
             "categories": self.categories,
             "message": str(self),
         }
+
+
+# --- optional extras -----------------------------------------------------------------------------------------
+
+_OWN_PACKAGES = ("langchain_nemoguard", "litellm_hook")
+
+
+class MissingExtraError(NemoGuardError, ImportError):
+    """A feature needs an optional extra that is not installed; the message is the one line that says which.
+
+    An ``ImportError`` too, so code that guards an optional import with ``except ImportError`` keeps working.
+
+    Args:
+        feature: What needs it, as the user wrote it (``guard.wrap``, ``import litellm_hook``).
+        extra: The extra of ``langchain-nemoguard`` that installs it.
+        module: The module that could not be imported.
+    """
+
+    def __init__(self, feature: str, extra: str, module: str) -> None:
+        self.feature = feature
+        self.extra = extra
+        super().__init__(
+            f"{feature} needs the '{extra}' extra ({module} is not installed): "
+            f"pip install 'langchain-nemoguard[{extra}]' (from a clone: pip install -e '.[{extra}]')",
+            name=module,
+        )
+
+
+def missing_extra(exc: ImportError, feature: str, extra: str) -> ImportError:
+    """What to raise for ``exc``: a :class:`MissingExtraError` when a third-party module is missing, else ``exc``
+    itself (an ImportError inside this package is a bug, and must not read as a missing extra)."""
+    name = exc.name or ""
+    if not name or name.split(".")[0] in _OWN_PACKAGES:
+        return exc
+    return MissingExtraError(feature, extra, name.split(".")[0])

@@ -17,6 +17,7 @@ for an operational failure.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import os
@@ -37,6 +38,7 @@ from .options import AuditOptions, CacheOptions, CallOptions, TransportOptions
 from .plan import Plan, plan_calls
 from .policy import Policy, PolicySet
 from .providers import resolve
+from .simulator_mark import answered_by_simulator
 from .transport import RetryPolicy, Transport
 from .verdict import Action, Verdict
 from .windows import StreamOptions, WindowOptions
@@ -427,14 +429,14 @@ class NemoGuard:
     def _call(self, spec: CallSpec) -> ParsedCall | GuardUnavailableError:
         try:
             completion = self._transport.post("chat/completions", self._body(spec))
-            return self.format.parse(completion, spec)
+            return _parsed(self.format.parse(completion, spec), completion)
         except GuardUnavailableError as exc:
             return exc
 
     async def _acall(self, spec: CallSpec) -> ParsedCall | GuardUnavailableError:
         try:
             completion = await self._transport.apost("chat/completions", self._body(spec))
-            return self.format.parse(completion, spec)
+            return _parsed(self.format.parse(completion, spec), completion)
         except GuardUnavailableError as exc:
             return exc
 
@@ -484,6 +486,11 @@ class NemoGuard:
             c["unsafe"] += 1
         _notify(self.audit_options.on_verdict, verdict, "on_verdict")
         return verdict if stage is None else verdict.at_stage(stage)
+
+
+def _parsed(call: ParsedCall, completion: Mapping[str, Any]) -> ParsedCall:
+    """``call``, marked when its answer came from the interface simulator (the verdict then says so)."""
+    return dataclasses.replace(call, simulator=True) if answered_by_simulator(completion) else call
 
 
 def _notify(callback: Callable[[Verdict], None] | None, verdict: Verdict, name: str) -> None:

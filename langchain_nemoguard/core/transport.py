@@ -35,6 +35,7 @@ from .errors import (
     GuardTimeoutError,
     GuardUnavailableError,
 )
+from .simulator_mark import mark_answer
 
 USER_AGENT = "langchain-nemoguard/0.1"
 
@@ -165,7 +166,7 @@ def _decode(status: int, headers: Mapping[str, str], body: bytes) -> dict[str, A
         raise GuardUnavailableError(ErrorCode.BAD_RESPONSE, "the response body is not JSON") from None
     if not isinstance(data, dict):
         raise GuardUnavailableError(ErrorCode.BAD_RESPONSE, "the response body is not a JSON object")
-    return data
+    return mark_answer(data, headers)  # the interface simulator says so in a header (core/simulator_mark.py)
 
 
 @dataclass(slots=True)

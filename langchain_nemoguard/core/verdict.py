@@ -73,6 +73,8 @@ class Verdict:
         cached: True for a cache hit.
         suppressed_categories: Categories the policy ignores that the model named.
         raw_output: The model's raw answers (kept out of the repr and of ``to_dict``).
+        simulator: True when an answer came from the interface simulator, a test double and not a safety
+            model (noticed from its response header, however the endpoint was configured).
     """
 
     user_safe: bool | None
@@ -91,6 +93,7 @@ class Verdict:
     cached: bool = False
     suppressed_categories: tuple[str, ...] = ()
     raw_output: str | None = field(default=None, repr=False)
+    simulator: bool = False
 
     @property
     def allowed(self) -> bool:
@@ -161,6 +164,7 @@ class Verdict:
             "calls": self.calls,
             "cached": self.cached,
             "suppressed_categories": list(self.suppressed_categories),
+            "simulator": self.simulator,
         }
 
 

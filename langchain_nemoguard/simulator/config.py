@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+from ..core.simulator_mark import HEADER, HEADER_VALUE
+
 DEFAULT_MODEL: Final = "nvidia/nemotron-3.5-content-safety"
 DEFAULT_HOST: Final = "127.0.0.1"
 
@@ -22,7 +24,7 @@ BANNER: Final = (
 )
 """Printed on stderr at startup and repeated in ``/v1/models``: nobody may mistake this for a real guard."""
 
-SIMULATOR_HEADER: Final = ("x-nemoguard-simulator", "not-a-safety-model")
+SIMULATOR_HEADER: Final = (HEADER, HEADER_VALUE)  # the client marks verdicts that carry it (Verdict.simulator)
 SYSTEM_FINGERPRINT: Final = "nemoguard-simulator"
 
 FAULT_KINDS: Final = ("reset", "timeout", "garbage", "truncated")

@@ -1,15 +1,17 @@
 """The real endpoint if one is configured, else an in-process simulator, announced loudly (examples, demos).
 
 Production code builds its own ``NemoGuard``; the simulator is a test double and never a silent fallback: it
-starts only when no endpoint is configured, and says so on stderr before the first verdict.
+starts only when no endpoint is configured, and says so before the first verdict, on stdout (so that a redirected
+run's output still says it) and on stderr (so that a terminal showing only errors does too).
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
     from ..core.guard import NemoGuard
@@ -56,10 +58,25 @@ def endpoint_or_simulator(use_real: bool, base_url: str | None) -> Iterator[tupl
             f"simulator is not installed ({exc.name} is missing): pip install 'langchain-nemoguard[simulator]'"
         ) from None
 
-    bar = "!" * 78
-    print("\n".join([bar, *(f"!! {line}" for line in _NOTICE), bar]), file=sys.stderr)
+    announce("\n".join(["!" * 78, *(f"!! {line}" for line in _NOTICE), "!" * 78]))
     with SimulatorServer() as sim:
         yield sim.base_url, True
 
 
-__all__ = ["endpoint_or_simulator", "guard_or_simulator"]
+def announce(text: str, out: TextIO | None = None, err: TextIO | None = None) -> None:
+    """Print ``text`` on stdout and on stderr, once only when both are the same file (a terminal)."""
+    out = sys.stdout if out is None else out
+    err = sys.stderr if err is None else err
+    print(text, file=out, flush=True)
+    if not _same_file(out, err):
+        print(text, file=err, flush=True)
+
+
+def _same_file(a: TextIO, b: TextIO) -> bool:
+    try:
+        return os.path.samestat(os.fstat(a.fileno()), os.fstat(b.fileno()))
+    except (OSError, ValueError, AttributeError):  # no file descriptor (captured, StringIO): print on both
+        return False
+
+
+__all__ = ["announce", "endpoint_or_simulator", "guard_or_simulator"]

@@ -49,6 +49,7 @@ class ParsedCall:
     categories: tuple[str, ...]
     reasoning: str | None
     raw: str
+    simulator: bool = False  # answered by the interface simulator (set by the guard, see core/simulator_mark.py)
 
 
 class ModelFormat(Protocol):
