@@ -174,7 +174,7 @@ def test_cli_check_exit_codes(fresh: SimulatorServer, capsys: pytest.CaptureFixt
     payload = json.loads(out[out.index("{") :])
     assert payload["categories"] == ["Violence"]
     assert payload["action"] == "block"
-    assert cli_main(["check", "hello", "--base-url", dead_url(), "--timeout", "0.5"]) == 2
+    assert cli_main(["check", "hello", "--base-url", dead_url(), "--timeout", "0.5"]) == 3  # no verdict (was 2 before issue 14)
 
 
 def test_cli_check_with_image_and_policy(fresh: SimulatorServer, tmp_path) -> None:
