@@ -74,7 +74,8 @@ class Verdict:
         suppressed_categories: Categories the policy ignores that the model named.
         raw_output: The model's raw answers (kept out of the repr and of ``to_dict``).
         simulator: True when an answer came from the interface simulator, a test double and not a safety
-            model (noticed from its response header, however the endpoint was configured).
+            model (noticed from its response header, however the endpoint was configured). A verdict is marked
+            when any of its calls was answered by the simulator; a call that failed left no answer to read.
     """
 
     user_safe: bool | None
