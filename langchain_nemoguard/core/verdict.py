@@ -73,6 +73,8 @@ class Verdict:
         cached: True for a cache hit.
         suppressed_categories: Categories the policy ignores that the model named.
         raw_output: The model's raw answers (kept out of the repr and of ``to_dict``).
+        score: The probability that the judged field is unsafe, from the answer's logprobs (None: unknown).
+        simulator: True when the verdict came from the interface simulator (a test double, not a model).
     """
 
     user_safe: bool | None
@@ -91,6 +93,8 @@ class Verdict:
     cached: bool = False
     suppressed_categories: tuple[str, ...] = ()
     raw_output: str | None = field(default=None, repr=False)
+    score: float | None = None
+    simulator: bool = False
 
     @property
     def allowed(self) -> bool:
