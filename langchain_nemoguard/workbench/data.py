@@ -316,9 +316,7 @@ def iter_csv(
             line = start
             start = reader.line_num + 1
             if None in row:
-                raise DataSetError(
-                    path, f"{len(header) + len(row[None])} fields, header has {len(header)}", line
-                )  # type: ignore[index]
+                raise DataSetError(path, f"more fields than the header's {len(header)}", line)
             if any(v is None for v in row.values()):
                 raise DataSetError(path, f"fewer fields than the header's {len(header)}", line)
             yield line, row

@@ -206,7 +206,7 @@ def _rtp_label(row: Mapping[str, Any], rule: str, f: Path, line: int) -> bool | 
         scores = raw.get("Toxicity") if isinstance(raw, Mapping) else None
         if not isinstance(scores, list) or not scores:
             raise DataSetError(f, "no AnnotationsRaw.Toxicity scores (needed by label_rule=majority)", line)
-        return statistics.median(scores) > 1
+        return bool(statistics.median(scores) > 1)
     if mean >= 3:
         return True
     if mean == 1:

@@ -20,7 +20,7 @@ import hashlib
 import json
 import os
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
@@ -242,9 +242,9 @@ def read_results(path: str | Path) -> tuple[dict[str, Any] | None, list[dict[str
     return header, rows
 
 
-def latest_rows(rows: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+def latest_rows(rows: Iterable[Mapping[str, Any]]) -> Iterator[Mapping[str, Any]]:
     """One row per example, the last one written (a resumed ``--retry-errors`` run appends a new one)."""
-    by_id: dict[str, dict[str, Any]] = {}
+    by_id: dict[str, Mapping[str, Any]] = {}
     for row in rows:
         by_id[row["example_id"]] = row
     return iter(by_id.values())

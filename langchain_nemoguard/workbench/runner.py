@@ -98,7 +98,7 @@ async def run_dataset(
         if ex.id not in done or (settings.retry_errors and done[ex.id].get("verdict") == "error")
     ]
     run_id = str(header["run_id"])
-    counts = {"judged": 0, "errors": 0, "resumed": len(dataset.examples) - len(todo)}
+    counts: dict[str, Any] = {"judged": 0, "errors": 0, "resumed": len(dataset.examples) - len(todo)}
     bar = tqdm(
         total=len(todo),
         desc=f"eval {dataset.name}",
