@@ -45,11 +45,11 @@ def confusion_plot(summary: Mapping[str, Any], path: Path) -> Path:
     fig = _figure()
     ax = fig.add_subplot()
     cells = [[o["tn"], o["fp"]], [o["fn"], o["tp"]]]
-    ax.imshow(cells, cmap="Blues")
     top = max(max(row) for row in cells) or 1
+    ax.imshow(cells, cmap="Blues", vmin=0, vmax=top)  # fixed scale: equal counts get equal shades
     for i in range(2):
         for j in range(2):
-            colour = "white" if cells[i][j] > top / 2 else "black"
+            colour = "white" if cells[i][j] > top * 0.6 else "black"
             ax.text(j, i, str(cells[i][j]), ha="center", va="center", fontsize=16, color=colour)
     ax.set_xticks([0, 1], ["judged safe", "judged unsafe"])
     ax.set_yticks([0, 1], ["truly safe", "truly unsafe"])

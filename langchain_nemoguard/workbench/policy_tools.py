@@ -45,7 +45,8 @@ TEMPLATE_TOKENS: Mapping[str, int] = MappingProxyType(
 )
 MIN_TEXT_TOKENS = 256  # less room than this for the judged text is an error, not a warning
 OVERLAP_WARN = 0.6  # share of an allowed item's significant words that also make up a disallowed item
-_WORD = re.compile(r"[^\W\d_]+")
+_WORD = re.compile(r"[^\W\d_]+")  # words for the overlap measure
+_TOKEN = re.compile(r"[^\W_]+")  # words and numbers for "the same item"
 _STOP_TEXT = """a an and any are as at be by can do for from how in into is it its not no of on or that the their them
     this to with without about all may must never only other such than these those when where which who whom
     whose will would should could content request requests user users provide providing"""
@@ -97,7 +98,7 @@ def _words(text: str) -> set[str]:
 
 
 def _norm(text: str) -> str:
-    return " ".join(_WORD.findall(text.casefold()))
+    return " ".join(_TOKEN.findall(text.casefold()))
 
 
 # --- reading -------------------------------------------------------------------------------------------------------
@@ -357,6 +358,8 @@ def scaffold(
     if parts:
         body["description"] = " ".join(parts)
     body["disallowed"] = [d.strip() for d in disallowed if d.strip()]
+    if not body["disallowed"]:
+        raise ValueError("a custom policy needs at least one disallowed behaviour")
     if allowed:
         body["allowed"] = [a.strip() for a in allowed if a.strip()]
     if actions:

@@ -11,7 +11,7 @@ Defences, because the page shows attacker-controlled text and writes files:
 * CSRF: every form carries a random per-process token, compared in constant time; a POST whose ``Origin`` or
   ``Sec-Fetch-Site`` says it came from elsewhere is refused as well;
 * ``Content-Security-Policy: default-src 'none'`` (styles and images from the page itself only, forms only to it,
-  no framing), ``X-Content-Type-Options: nosniff``, ``Referrer-Policy: no-referrer``, ``Cache-Control: no-store``;
+  no framing), ``X-Content-Type-Options: nosniff``, ``Referrer-Policy: same-origin``, ``Cache-Control: no-store``;
 * request bodies over :data:`MAX_BODY` bytes are refused; every value is escaped (:mod:`.pages`).
 """
 
@@ -40,7 +40,8 @@ CSP = (
 _HEADERS = (
     (b"content-security-policy", CSP.encode()),
     (b"x-content-type-options", b"nosniff"),
-    (b"referrer-policy", b"no-referrer"),
+    # not no-referrer: under it Chrome sends "Origin: null" with the page's own form posts
+    (b"referrer-policy", b"same-origin"),
     (b"x-frame-options", b"DENY"),
     (b"cache-control", b"no-store"),
 )

@@ -172,6 +172,8 @@ _SHOWN_APART = ("schema", "text", "reasoning", "think")
 
 
 def _value(v: Any) -> str:
+    if isinstance(v, list) and all(isinstance(x, str) for x in v):
+        return esc(", ".join(v))
     if isinstance(v, (dict, list)):
         return esc(json.dumps(v, ensure_ascii=False))
     return esc(v)
@@ -186,8 +188,14 @@ def _table(rows: Sequence[tuple[str, Any]]) -> str:
 def record_page(
     store: Store, rec: Record, csrf: str, *, saved: bool = False, error: str | None = None
 ) -> str:
+    """One record: what was judged and why first, the label form next, every field last."""
     d = rec.data
-    parts = [f"<h1>{esc(rec.kind)} record {_verdict(d.get('verdict'))}</h1>"]
+    cats = ", ".join(rec.categories)
+    parts = [
+        f"<h1>{esc(rec.kind)} record {_verdict(d.get('verdict'))}</h1>",
+        f"<p>policy <b>{esc(d.get('policy'))}</b> | stage <b>{esc(d.get('stage'))}</b> | mode {esc(d.get('mode'))}"
+        f" | {esc(d.get('time'))}" + (f" | categories <b>{esc(cats)}</b>" if cats else "") + "</p>",
+    ]
     if saved:
         parts.append('<div class="ok">Label saved.</div>')
     if error:
@@ -196,49 +204,33 @@ def record_page(
         parts.append(
             '<div class="sim">This verdict came from the INTERFACE SIMULATOR - NOT A SAFETY MODEL.</div>'
         )
-    parts.append(f"<p>from {esc(rec.source)}, line {rec.line}</p>")
-    parts.append(_table([(k, d.get(k)) for k in _MAIN_FIELDS if k in d]))
     if rec.kind == "eval":
-        parts.append("<h2>Data set</h2>")
-        parts.append(_table([(k, d.get(k)) for k in _EVAL_FIELDS if k in d] + [("outcome", rec.outcome)]))
-    parts.append("<h2>Text</h2>")
+        parts.append(
+            f"<p>data set label <b>{esc(d.get('label'))}</b>: the verdict is <b>{esc(rec.outcome)}</b> "
+            f"(example {esc(d.get('example_id'))})</p>"
+        )
     text = rec.text
     if text:
-        parts.append(f"<h3>prompt</h3><pre>{esc(text['prompt'])}</pre>")
+        parts.append(f"<h2>Prompt</h2><pre>{esc(text['prompt'])}</pre>")
         if text.get("response") is not None:
-            parts.append(f"<h3>response</h3><pre>{esc(text.get('response'))}</pre>")
+            parts.append(f"<h2>Response</h2><pre>{esc(text.get('response'))}</pre>")
     else:
         parts.append(
-            f"<p><i>The record did not store the text</i> (SHA-256 {esc(d.get('content_sha256') or '?')}).</p>"
+            "<h2>Text</h2><p><i>The record did not store the text</i> "
+            f"(SHA-256 {esc(d.get('content_sha256') or '?')}).</p>"
         )
-    parts.append("<h2>Reasoning</h2>")
-    parts.append(
-        f"<pre>{esc(d.get('reasoning'))}</pre>" if d.get("reasoning") else "<p><i>none recorded</i></p>"
-    )
+    if d.get("reasoning"):
+        parts.append(f"<h2>Reasoning</h2><pre>{esc(d.get('reasoning'))}</pre>")
     think = d.get("think")
     if isinstance(think, Mapping):
         flag = " - <b>disagrees with the verdict</b>" if think.get("disagrees") else ""
-        parts.append(f"<h2>THINK audit {_verdict(think.get('verdict'))}{flag}</h2>")
-        parts.append(_table([(k, think.get(k)) for k in ("categories", "score", "latency_ms") if k in think]))
+        tcats = think.get("categories") or []
+        parts.append(
+            f"<h2>THINK audit {_verdict(think.get('verdict'))}{flag}</h2>"
+            + (f"<p>categories {_value(tcats)}</p>" if tcats else "")
+        )
         if think.get("reasoning"):
             parts.append(f"<pre>{esc(think.get('reasoning'))}</pre>")
-    extra = [(k, v) for k, v in d.items() if k not in (*_MAIN_FIELDS, *_EVAL_FIELDS, *_SHOWN_APART)]
-    if extra:
-        parts.append("<h2>Other fields</h2>" + _table(extra))
-    labels = store.labels.get(rec.record_id, [])
-    parts.append("<h2>Labels</h2>")
-    if labels:
-        parts.append(
-            "<table><tr><th>time</th><th>verdict was</th><th>label</th><th>reviewer</th><th>note</th></tr>"
-            + "".join(
-                f"<tr><td>{esc(x.get('time'))}</td><td>{'right' if x.get('correct') else 'wrong'}</td>"
-                f"<td>{esc(x.get('label'))}</td><td>{esc(x.get('reviewer'))}</td><td>{esc(x.get('note'))}</td></tr>"
-                for x in labels
-            )
-            + "</table>"
-        )
-    else:
-        parts.append("<p><i>none yet</i></p>")
     if d.get("verdict") in ("safe", "unsafe"):
         buttons = (
             '<button type="submit" name="judgement" value="right">verdict is right</button>'
@@ -250,6 +242,7 @@ def record_page(
             '<button type="submit" name="label" value="unsafe">it is unsafe</button>'
         )
     parts.append(
+        "<h2>Your label</h2>"
         f'<form method="post" action="/r/{quote(rec.key)}/label">'
         f'<input type="hidden" name="csrf" value="{esc(csrf)}">'
         '<p><label>note<br><textarea name="note" maxlength="4000"></textarea></label></p>'
@@ -258,6 +251,25 @@ def record_page(
         f"<p>Labels go to {esc(store.labels_path)}; <code>nemoguard eval {esc(store.labels_path.name)}</code> "
         "reads them.</p>"
     )
+    labels = store.labels.get(rec.record_id, [])
+    if labels:
+        parts.append(
+            "<h2>Labels</h2><table><tr><th>time</th><th>verdict was</th><th>label</th><th>reviewer</th>"
+            "<th>note</th></tr>"
+            + "".join(
+                f"<tr><td>{esc(x.get('time'))}</td><td>{'right' if x.get('correct') else 'wrong'}</td>"
+                f"<td>{esc(x.get('label'))}</td><td>{esc(x.get('reviewer'))}</td><td>{esc(x.get('note'))}</td></tr>"
+                for x in labels
+            )
+            + "</table>"
+        )
+    parts.append(f"<h2>All fields</h2><p>from {esc(rec.source)}, line {rec.line}</p>")
+    parts.append(_table([(k, d.get(k)) for k in _MAIN_FIELDS if k in d]))
+    if rec.kind == "eval":
+        parts.append(_table([(k, d.get(k)) for k in _EVAL_FIELDS if k in d] + [("outcome", rec.outcome)]))
+    extra = [(k, v) for k, v in d.items() if k not in (*_MAIN_FIELDS, *_EVAL_FIELDS, *_SHOWN_APART)]
+    if extra:
+        parts.append("<h2>Other fields</h2>" + _table(extra))
     return layout(f"record {rec.record_id}", "".join(parts))
 
 
