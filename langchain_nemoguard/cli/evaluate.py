@@ -298,6 +298,8 @@ def _write_report(path: Path, args: argparse.Namespace, *, expected: int) -> int
     if header is None:
         raise RuntimeError(f"{path} has no run header")
     header = {**header, "finished": now_iso()}
+    if args.bootstrap:
+        print(f"computing metrics and {args.bootstrap} bootstrap replicates per group...", file=sys.stderr)
     summary = summarise(
         header, rows, replicates=args.bootstrap, seed=args.seed, target_fpr=args.target_fpr, expected=expected
     )

@@ -21,8 +21,8 @@ MAX_CHANGED_SHOWN = 50
 def _label(header: Mapping[str, Any] | None, fallback: str) -> str:
     if not header:
         return fallback
-    pols = ",".join(header.get("policies") or {})
-    return f"{fallback}: {header.get('model')} {header.get('mode')} {pols}".strip()
+    pols = ",".join(header.get("policies") or {}) or "?"
+    return f"{fallback}: {pols} ({header.get('mode')})"
 
 
 def compare(
@@ -134,6 +134,7 @@ def markdown(c: Mapping[str, Any], plot: str | None = None) -> str:
         "| | A | B |",
         "|---|---|---|",
         f"| run | {_cell(a['label'])} | {_cell(b['label'])} |",
+        f"| model | {_cell(a['model'])} | {_cell(b['model'])} |",
         f"| examples (only in this run) | {a['rows']} ({a['only_here']}) | {b['rows']} ({b['only_here']}) |",
         f"| wrong of {c['common']} shared (errors count as wrong) | {a['wrong']} ({_pct(a['error_rate'])}) | "
         f"{b['wrong']} ({_pct(b['error_rate'])}) |",

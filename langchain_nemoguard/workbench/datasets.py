@@ -243,7 +243,6 @@ def load_rtp_lx(path: Path, options: LoaderOptions) -> DataSet:
                 unsafe,
                 categories=cats,
                 language=locale,
-                subset=locale,
                 source=f"{f}:{line}",
             )
             out.append((ex, line))

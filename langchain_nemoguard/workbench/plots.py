@@ -162,16 +162,19 @@ def run_plots(summary: Mapping[str, Any], latencies: Sequence[float], out_dir: P
 
 def compare_plot(comparison: Mapping[str, Any], path: Path) -> Path:
     """Errors of A and B side by side, and the discordant pairs McNemar's test is about."""
+    import textwrap
+
     fig = _figure()
     ax1, ax2 = fig.subplots(1, 2)
     a, b = comparison["a"], comparison["b"]
     ax1.bar(["A", "B"], [a["wrong"], b["wrong"]], color=["#4c72b0", "#dd8452"])
     ax1.set_ylabel("wrong verdicts (errors count as wrong)")
-    ax1.set_title("wrong verdicts")
+    ax1.set_title(f"wrong of {comparison['common']} shared examples")
     m = comparison["mcnemar"]
     ax2.bar(["right in A only", "right in B only"], [m["b"], m["c"]], color=["#4c72b0", "#dd8452"])
-    ax2.set_title(f"discordant pairs (McNemar {m['method']}, p = {m['p_value']:.3g})")
-    fig.suptitle(_title(f"{a['label']} vs {b['label']}", comparison["simulator"]))
+    ax2.set_title(f"discordant pairs\nMcNemar ({m['method']}) p = {m['p_value']:.3g}")
+    names = textwrap.shorten(f"{a['label']}  vs  {b['label']}", width=110, placeholder="...")
+    fig.suptitle(_title(names, comparison["simulator"]), fontsize=9)
     fig.tight_layout()
     return _save(fig, path)
 
