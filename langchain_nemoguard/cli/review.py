@@ -24,6 +24,13 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; the page has no login)"
     )
+    p.add_argument(
+        "--allow-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="another name the page is reached by (Host header; repeatable), e.g. with --host 0.0.0.0",
+    )
     p.add_argument("--port", type=int, default=8765, help="port (default 8765; 0 picks a free one)")
     p.add_argument("--max-records", type=int, default=200_000, help="records held at most (default 200000)")
     p.set_defaults(func=run_review)
@@ -52,7 +59,7 @@ def run_review(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     try:
-        server = ReviewServer(store, host=args.host, port=args.port)
+        server = ReviewServer(store, host=args.host, port=args.port, extra_hosts=args.allow_host)
     except OSError as exc:
         print(f"nemoguard review: cannot listen on {args.host}:{args.port}: {exc.strerror}", file=sys.stderr)
         return 2

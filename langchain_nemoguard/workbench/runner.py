@@ -52,7 +52,9 @@ def resolve_policies(guard: NemoGuard, dataset: DataSet) -> dict[str | None, Pol
     """The policy for each policy name the examples use.
 
     A policy in the guard's own set (``--policy FILE``) wins over one that comes with the data, so an edited
-    copy of a data set's policy can be evaluated under the same name; None is the guard's default.
+    copy of a data set's policy can be evaluated under the same name; None is the guard's default, and
+    ``"default"`` (the built-in policy's name, which audit records carry) is the built-in policy unless the
+    guard's set defines it.
 
     Raises:
         ConfigurationError: An example names a policy that neither defines.
@@ -67,6 +69,8 @@ def resolve_policies(guard: NemoGuard, dataset: DataSet) -> dict[str | None, Pol
             out[name] = dataset.policies[name]
         elif name == guard.policy.name:
             out[name] = guard.policy
+        elif name == Policy().name:  # records judged under the built-in taxonomy carry its name, "default"
+            out[name] = Policy()
         else:
             raise ConfigurationError(
                 f"examples of {dataset.name} name policy {name!r}, which neither the data set nor --policy FILE "

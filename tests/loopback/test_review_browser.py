@@ -346,3 +346,12 @@ def test_headers_host_allow_list_token_size_and_paths(review: ReviewServer) -> N
         assert c.get("/runs/0/plot/..%2Fresults.jsonl").status_code == 404
         assert c.get("/runs/0/plot/confusion.png").headers["content-type"] == "image/png"
         assert c.get("/runs/7").status_code == 404
+
+
+def test_extra_host_names_are_allowed_only_when_given(tmp_path: Path) -> None:
+    audit, _ = _write_records(tmp_path)
+    with ReviewServer(Store([audit], tmp_path / "l.jsonl"), extra_hosts=["review.internal"]) as server:
+        with httpx.Client(base_url=server.url) as c:
+            assert c.get("/", headers={"host": f"review.internal:{server.port}"}).status_code == 200
+            assert c.get("/", headers={"host": f"review.internal:{server.port + 1}"}).status_code == 400
+            assert c.get("/", headers={"host": f"other.internal:{server.port}"}).status_code == 400

@@ -49,9 +49,9 @@ _KEY = re.compile(r"^s\d+-\d+$")
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
-def allowed_hosts(host: str, port: int) -> frozenset[str]:
-    """The ``Host`` header values the app answers for when bound to ``host:port``."""
-    names = set(LOOPBACK) if host in LOOPBACK else {host}
+def allowed_hosts(host: str, port: int, extra: Iterable[str] = ()) -> frozenset[str]:
+    """The ``Host`` header values the app answers for when bound to ``host:port`` (plus ``extra`` names)."""
+    names = (set(LOOPBACK) if host in LOOPBACK else {host}) | set(extra)
     out = set()
     for n in names:
         shown = f"[{n}]" if ":" in n else n
@@ -111,10 +111,13 @@ async def _read_body(request: Request) -> bytes | None:
     return b"".join(chunks)
 
 
-def create_app(store: Store, *, host: str, port: int, csrf_token: str | None = None) -> ASGIApp:
-    """The review app over ``store``, answering only for ``host:port`` (see the module docstring)."""
+def create_app(
+    store: Store, *, host: str, port: int, csrf_token: str | None = None, extra_hosts: Iterable[str] = ()
+) -> ASGIApp:
+    """The review app over ``store``, answering only for ``host:port`` and ``extra_hosts`` names on that port
+    (see the module docstring)."""
     token = csrf_token or secrets.token_urlsafe(32)
-    hosts = allowed_hosts(host, port)
+    hosts = allowed_hosts(host, port, extra_hosts)
     origins = {f"http://{h}" for h in hosts}
 
     def html(text: str, status: int = 200) -> HTMLResponse:

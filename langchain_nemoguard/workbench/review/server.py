@@ -9,6 +9,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
+from collections.abc import Sequence
 from types import TracebackType
 from typing import Self
 
@@ -38,16 +39,25 @@ class ReviewServer:
         host: The address to bind (default loopback).
         port: The port (0: a free one).
         csrf_token: The form token (None: a random one; tests may fix it).
+        extra_hosts: Further names the page may be reached by (``Host`` headers), e.g. the machine's name.
     """
 
     def __init__(
-        self, store: Store, *, host: str = "127.0.0.1", port: int = 0, csrf_token: str | None = None
+        self,
+        store: Store,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        csrf_token: str | None = None,
+        extra_hosts: Sequence[str] = (),
     ) -> None:
         self.store = store
         self.host = host
         self._sock = bind(host, port)
         self.port: int = self._sock.getsockname()[1]
-        self.app = create_app(store, host=host, port=self.port, csrf_token=csrf_token)
+        self.app = create_app(
+            store, host=host, port=self.port, csrf_token=csrf_token, extra_hosts=extra_hosts
+        )
         self._server = uvicorn.Server(
             uvicorn.Config(self.app, lifespan="off", access_log=False, log_level="warning", log_config=None)
         )
