@@ -186,9 +186,13 @@ def _compare(args: argparse.Namespace) -> int:
         out.mkdir(parents=True, exist_ok=True)
         (out / "compare.json").write_text(json.dumps(result, indent=2, ensure_ascii=False))
         if not args.no_plots:
+            from ..core.errors import ConfigurationError
             from ..workbench.plots import compare_plot
 
-            plot = compare_plot(result, out / "compare.png").name
+            try:
+                plot = compare_plot(result, out / "compare.png").name
+            except ConfigurationError as exc:  # no matplotlib: the comparison stands without its plot
+                print(f"nemoguard eval: {exc}", file=sys.stderr)
         (out / "compare.md").write_text(markdown(result, plot) + "\n")
         print(f"wrote {out}/compare.md, compare.json" + (", compare.png" if plot else ""), file=sys.stderr)
     print(markdown(result, plot))
@@ -306,10 +310,14 @@ def _write_report(path: Path, args: argparse.Namespace, *, expected: int) -> int
     out = path.parent
     plots: list[str] = []
     if not args.no_plots:
+        from ..core.errors import ConfigurationError
         from ..workbench.plots import run_plots
 
         latencies = [r["latency_ms"] for r in latest_rows(rows) if r.get("verdict") in ("safe", "unsafe")]
-        plots = [p.name for p in run_plots(summary, latencies, out)]
+        try:
+            plots = [p.name for p in run_plots(summary, latencies, out)]
+        except ConfigurationError as exc:  # no matplotlib: the report stands without its plots
+            print(f"nemoguard eval: {exc}", file=sys.stderr)
     (out / "summary.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False, default=str))
     report = markdown(summary, plots)
     (out / "report.md").write_text(report + "\n")

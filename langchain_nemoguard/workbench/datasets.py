@@ -426,6 +426,14 @@ def _org_dirs(path: Path) -> list[Path]:
     return found
 
 
+def _domain(org: Path) -> str | None:
+    """The PolyGuard domain an organisation folder sits in (``hr/results/NVIDIA`` -> ``hr``)."""
+    up = org.parent.parent
+    if up.name == "datagen":  # social_media/datagen/results/<org>
+        up = up.parent
+    return up.name or None
+
+
 def _data_file(org: Path, stem: str) -> Path:
     for cand in (org / f"{stem}.jsonl.gz", org / f"{stem}.jsonl"):
         if cand.is_file():
@@ -457,7 +465,7 @@ def load_polyguard(path: Path, options: LoaderOptions) -> DataSet:
                     unsafe,
                     categories=(str(cat),) if cat else (),
                     language="en",
-                    subset=org.name,
+                    subset=_domain(org),
                     policy=org.name if policy is not None else None,
                     source=f"{f}:{line}",
                 )

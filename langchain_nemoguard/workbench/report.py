@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from types import MappingProxyType
 from typing import Any
 
 from .metrics import (
@@ -27,12 +28,14 @@ from .metrics import (
 from .results import latest_rows
 
 SIMULATOR_BANNER = "INTERFACE SIMULATOR - NOT A SAFETY MODEL"
-GROUPINGS: Mapping[str, Callable[[Mapping[str, Any]], Iterable[str]]] = {
-    "category": lambda r: r.get("truth_categories") or (),
-    "language": lambda r: [r["language"]] if r.get("language") else [],
-    "policy": lambda r: [r["policy"]] if r.get("policy") else [],
-    "subset": lambda r: [r["subset"]] if r.get("subset") else [],
-}
+GROUPINGS: Mapping[str, Callable[[Mapping[str, Any]], Iterable[str]]] = MappingProxyType(
+    {
+        "category": lambda r: r.get("truth_categories") or (),
+        "language": lambda r: [r["language"]] if r.get("language") else [],
+        "policy": lambda r: [r["policy"]] if r.get("policy") else [],
+        "subset": lambda r: [r["subset"]] if r.get("subset") else [],
+    }
+)
 MAX_GROUP_ROWS = 100  # groups per table in the Markdown report (all of them are in summary.json)
 
 

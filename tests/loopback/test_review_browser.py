@@ -350,8 +350,8 @@ def test_headers_host_allow_list_token_size_and_paths(review: ReviewServer) -> N
 
 def test_extra_host_names_are_allowed_only_when_given(tmp_path: Path) -> None:
     audit, _ = _write_records(tmp_path)
-    with ReviewServer(Store([audit], tmp_path / "l.jsonl"), extra_hosts=["review.internal"]) as server:
-        with httpx.Client(base_url=server.url) as c:
-            assert c.get("/", headers={"host": f"review.internal:{server.port}"}).status_code == 200
-            assert c.get("/", headers={"host": f"review.internal:{server.port + 1}"}).status_code == 400
-            assert c.get("/", headers={"host": f"other.internal:{server.port}"}).status_code == 400
+    server = ReviewServer(Store([audit], tmp_path / "l.jsonl"), extra_hosts=["review.internal"])
+    with server, httpx.Client(base_url=server.url) as c:
+        assert c.get("/", headers={"host": f"review.internal:{server.port}"}).status_code == 200
+        assert c.get("/", headers={"host": f"review.internal:{server.port + 1}"}).status_code == 400
+        assert c.get("/", headers={"host": f"other.internal:{server.port}"}).status_code == 400

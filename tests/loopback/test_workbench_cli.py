@@ -364,3 +364,26 @@ def test_policy_new_asks_its_questions_and_writes_a_loadable_file(
         main(["policy", "new", "--no-interactive", "--name", "x", "--disallow", "y z", "-o", str(out)]) == 2
     )  # exists
     assert main(["policy", "validate", str(out)]) == 0
+
+
+def test_without_matplotlib_the_report_is_written_and_the_extra_named(
+    nemoguard_simulator: SimulatorServer,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_matplotlib(name: str, *args: Any, **kwargs: Any) -> Any:
+        if name.startswith("matplotlib"):
+            raise ImportError(f"No module named {name!r}", name=name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_matplotlib)
+    _force(nemoguard_simulator, ROWS[:2])
+    out = tmp_path / "run"
+    assert _eval(nemoguard_simulator, str(_dataset(tmp_path, ROWS[:2])), "--out", str(out)) == 0
+    assert "pip install 'langchain-nemoguard[eval]'" in capsys.readouterr().err
+    assert (out / "report.md").is_file() and not list(out.glob("*.png"))

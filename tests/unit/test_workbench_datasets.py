@@ -176,7 +176,7 @@ def test_polyguard_rules_become_a_custom_policy_named_after_the_organisation() -
     )
     assert {e.policy for e in ds.examples} == {"Acme"}
     assert {e.categories for e in ds.examples} == {("Pay Confidentiality",), ("Hiring Integrity",)}
-    assert ds.examples[0].id == "Acme:safe:1"
+    assert ds.examples[0].id == "Acme:safe:1" and {e.subset for e in ds.examples} == {"hr"}  # the domain
 
 
 def test_polyguard_structured_rules_become_a_custom_taxonomy_and_none_the_builtin() -> None:
@@ -234,5 +234,6 @@ def test_real_polyguard_policies_and_a_slice_per_locale() -> None:
     assert sorted(ds.policies) == ["CSU", "Google", "NVIDIA", "Reddit", "Twitter", "UNESCO"]
     nvidia = ds.policies["NVIDIA"]
     assert len(nvidia.disallowed) == 56 and not nvidia.disallowed[0].startswith("The provided document")
+    assert {e.subset for e in ds.examples} == {"social_media", "education", "hr"}
     rtp = load_dataset("rtp-lx", path=REAL / "rtp-lx").select(languages=["zh-hans", "uk"], sample=50, seed=1)
     assert len(rtp) == 50 and {e.language for e in rtp.examples} <= {"zh-hans", "uk"}
