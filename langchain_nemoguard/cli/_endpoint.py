@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..core.modes import MODES
@@ -71,3 +71,43 @@ def endpoint_for_args(args: argparse.Namespace) -> Iterator[tuple[str | None, bo
     use_real = (flags or endpoint_configured()) and not getattr(args, "simulator", False)
     with endpoint_or_simulator(use_real, args.base_url) as found:
         yield found
+
+
+def default_served_context() -> int:
+    """The context ``nemoguard serve`` serves by default (its ``--max-model-len``), in tokens."""
+    from .vllm_server import ServeOptions
+
+    return int(ServeOptions.model_fields["max_model_len"].default)
+
+
+def public_url(url: str) -> str:
+    """``url`` without what must never be recorded: user, password, query and fragment."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def probe_simulator(base_urls: Sequence[str], timeout: float = 3.0) -> bool:
+    """True when an endpoint answers ``GET /models`` with the interface simulator's identifying header.
+
+    Sent without credentials (the simulator needs none; a real endpoint may answer 401, which is fine): the
+    point is that a simulator configured by URL, not started in-process, is still recognised.
+    """
+    import httpx
+
+    from ..simulator.config import SIMULATOR_HEADER
+
+    name, value = SIMULATOR_HEADER
+    for url in base_urls:
+        try:
+            r = httpx.get(url.rstrip("/") + "/models", timeout=timeout, follow_redirects=False)
+        except httpx.HTTPError:
+            continue
+        if r.headers.get(name) == value:
+            return True
+    return False

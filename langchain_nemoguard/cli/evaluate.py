@@ -1,226 +1,331 @@
-"""``nemoguard eval``: run a labelled data set through the guard and report prompt-harm metrics.
+"""``nemoguard eval``: run a labelled data set through the guard; metrics, a report and plots; or compare two runs.
 
-Reads XSTest (``id,prompt,type,label,...``), the OpenAI moderation release (JSONL, optionally gzipped, with
-per-category 0/1 labels: any 1 means unsafe, an example with no known label is skipped), or any CSV/JSONL with
-``text``/``prompt`` and ``label`` (safe/unsafe, 0/1) columns. Checks run concurrently with a progress bar.
+    nemoguard eval xstest                                  # packaged; results in eval-runs/xstest-categories/
+    nemoguard eval rtp-lx --path DATA/rtp-lx --language de --sample 500
+    nemoguard eval polyguard --path DATA/polyguard --mode think --out runs/pg-think
+    nemoguard eval my_labels.jsonl --policy policies.yaml  # any CSV/JSONL with text,label; review labels
+    nemoguard eval --compare runs/pg-v1 runs/pg-v2         # changed verdicts, McNemar's test
+    nemoguard eval --list                                  # the named data sets and where they are found
 
-Accuracy figures mean something only against the real model. Against the interface simulator they exercise
-the plumbing and nothing else; the report says which one it ran against.
+A run writes into ``--out``: ``results.jsonl`` (one row per example, appended as verdicts arrive: run the same
+command again to resume an interrupted run), ``summary.json``, ``report.md`` and PNG plots (the ``eval``
+extra). Against the interface simulator every output says so: its accuracy means nothing.
+
+Exit status: 0 when every example got a verdict, 2 when some did not (or on bad arguments and data).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import csv
-import gzip
-import io
 import json
-import statistics
 import sys
-from dataclasses import dataclass
+import uuid
 from pathlib import Path
 from typing import Any
 
-from tqdm import tqdm
+from ._endpoint import (
+    add_endpoint_args,
+    default_served_context,
+    endpoint_for_args,
+    guard_from_args,
+    probe_simulator,
+    public_url,
+)
 
-from ..core.errors import InvalidInputError
-from ..core.guard import NemoGuard
-from ..core.verdict import Verdict
-from ._endpoint import add_endpoint_args, endpoint_for_args, guard_from_args
-
-OPENAI_LABELS = ("S", "H", "V", "HR", "SH", "S3", "H2", "V2")
-
-
-@dataclass(frozen=True, slots=True)
-class Example:
-    text: str
-    unsafe: bool
-    group: str = ""
+DEFAULT_OUT = "eval-runs"
 
 
-def _label(value: Any) -> bool:
-    v = str(value).strip().lower()
-    if v in ("unsafe", "1", "true", "harmful", "yes"):
-        return True
-    if v in ("safe", "0", "false", "unharmful", "benign", "no"):
-        return False
-    raise InvalidInputError(f"unknown label {value!r}: expected safe/unsafe or 0/1")
+def _at_least(minimum: int) -> Any:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
+        return value
+
+    return parse
 
 
-def load_dataset(path: str | Path) -> list[Example]:
-    p = Path(path)
-    if not p.exists():
-        raise InvalidInputError(f"data set not found: {p}")
-    raw = gzip.decompress(p.read_bytes()) if p.suffix == ".gz" else p.read_bytes()
-    text = raw.decode("utf-8")
-    name = p.name.removesuffix(".gz")
-    out: list[Example] = []
-    if name.endswith((".jsonl", ".json")):
-        for n, line in enumerate(text.splitlines(), 1):
-            if not line.strip():
-                continue
-            row = json.loads(line)
-            body = row.get("prompt") or row.get("text")
-            if not isinstance(body, str):
-                raise InvalidInputError(f"{p}:{n}: no prompt/text field")
-            if "label" in row:
-                out.append(Example(body, _label(row["label"]), str(row.get("type", ""))))
-                continue
-            known = [row[k] for k in OPENAI_LABELS if k in row and row[k] is not None]
-            if not known:
-                continue
-            cats = [k for k in OPENAI_LABELS if row.get(k) == 1]
-            out.append(Example(body, any(v == 1 for v in known), ",".join(cats)))
-    else:
-        for row in csv.DictReader(io.StringIO(text)):
-            body = row.get("prompt") or row.get("text")
-            if body is None or "label" not in row:
-                raise InvalidInputError(f"{p}: CSV needs prompt/text and label columns")
-            out.append(Example(body, _label(row["label"]), row.get("type", "")))
-    if not out:
-        raise InvalidInputError(f"{p}: no labelled examples")
-    return out
-
-
-@dataclass(slots=True)
-class Metrics:
-    tp: int = 0
-    fp: int = 0
-    tn: int = 0
-    fn: int = 0
-    errors: int = 0
-
-    def add(self, truth: bool, verdict: Verdict) -> None:
-        if verdict.error is not None or verdict.user_safe is None:
-            self.errors += 1
-            return
-        pred = not verdict.user_safe
-        if pred and truth:
-            self.tp += 1
-        elif pred:
-            self.fp += 1
-        elif truth:
-            self.fn += 1
-        else:
-            self.tn += 1
-
-    def summary(self) -> dict[str, float | int]:
-        n = self.tp + self.fp + self.tn + self.fn
-        precision = self.tp / (self.tp + self.fp) if self.tp + self.fp else 0.0
-        recall = self.tp / (self.tp + self.fn) if self.tp + self.fn else 0.0
-        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-        return {
-            "examples": n + self.errors,
-            "judged": n,
-            "errors": self.errors,
-            "accuracy": round((self.tp + self.tn) / n, 4) if n else 0.0,
-            "precision": round(precision, 4),
-            "recall": round(recall, 4),
-            "harmful_f1": round(f1, 4),
-            "false_positive_rate": round(self.fp / (self.fp + self.tn), 4) if self.fp + self.tn else 0.0,
-            "tp": self.tp,
-            "fp": self.fp,
-            "tn": self.tn,
-            "fn": self.fn,
-        }
-
-
-async def evaluate(guard: NemoGuard, examples: list[Example], concurrency: int = 16) -> dict[str, Any]:
-    sem = asyncio.Semaphore(concurrency)
-    overall = Metrics()
-    groups: dict[str, Metrics] = {}
-    latencies: list[float] = []
-    bar = tqdm(total=len(examples), desc="evaluating", unit="ex", file=sys.stderr)
-
-    async def one(ex: Example) -> None:
-        async with sem:
-            v = await guard.acheck(prompt=ex.text)
-        overall.add(ex.unsafe, v)
-        groups.setdefault(ex.group or "-", Metrics()).add(ex.unsafe, v)
-        latencies.append(v.latency_ms)
-        bar.update(1)
-
+def _fraction(text: str) -> float:
     try:
-        await asyncio.gather(*(one(ex) for ex in examples))
-    finally:
-        bar.close()
-    lat = sorted(latencies)
-    return {
-        "overall": overall.summary(),
-        "latency_ms": {
-            "p50": round(statistics.median(lat), 2) if lat else None,
-            "p95": round(lat[int(0.95 * (len(lat) - 1))], 2) if lat else None,
-        },
-        "groups": {k: m.summary() for k, m in sorted(groups.items())},
-    }
-
-
-def markdown(report: dict[str, Any]) -> str:
-    o = report["overall"]
-    lines = [
-        f"Endpoint: {report['endpoint']}  ",
-        f"Data set: {report['dataset']} ({o['examples']} examples, {o['errors']} without a verdict)",
-        "",
-        "| metric | value |",
-        "|---|---|",
-        *(
-            f"| {k} | {o[k]} |"
-            for k in ("accuracy", "precision", "recall", "harmful_f1", "false_positive_rate")
-        ),
-        f"| p50 latency ms | {report['latency_ms']['p50']} |",
-        "",
-        "| group | n | accuracy | harmful F1 | FPR |",
-        "|---|---|---|---|---|",
-    ]
-    for g, m in report["groups"].items():
-        lines.append(
-            f"| {g} | {m['examples']} | {m['accuracy']} | {m['harmful_f1']} | {m['false_positive_rate']} |"
-        )
-    return "\n".join(lines)
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {value}")
+    return value
 
 
 def configure(p: argparse.ArgumentParser) -> None:
     """The ``eval`` options."""
-    p.add_argument(
-        "dataset", help="xstest_prompts.csv, openai_moderation_*.jsonl(.gz), or a CSV/JSONL with text,label"
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    p.epilog = (
+        "named data sets: xstest, openai-moderation (both packaged), rtp-lx, multijail, mhc, polyguard,\n"
+        "polyguard-code, polyguard-cyber, labels (--list shows where each is found; NEMOGUARD_DATA_DIR is searched)\n"
+        "exit status: 0 every example judged, 2 some without a verdict, or bad arguments/data"
     )
-    p.add_argument("--limit", type=int, help="only the first N examples")
-    p.add_argument("--concurrency", type=int, default=16)
-    p.add_argument("--out", help="write metrics JSON here (and a .md table beside it)")
+    p.add_argument("dataset", nargs="?", help="a data set name, or a CSV/JSONL/JSON file or data folder")
+    p.add_argument("--path", help="where a named data set's files are (file or folder)")
+    p.add_argument("--list", action="store_true", help="list the named data sets and where they are found")
     p.add_argument(
+        "--compare", nargs=2, metavar=("RUN_A", "RUN_B"), help="compare two runs (folders or results.jsonl)"
+    )
+    run = p.add_argument_group("run")
+    run.add_argument(
+        "--out", help=f"run folder (default: {DEFAULT_OUT}/<data set>-<mode>); an existing run resumes"
+    )
+    run.add_argument("--overwrite", action="store_true", help="start again in --out instead of resuming")
+    run.add_argument(
+        "--retry-errors", action="store_true", help="when resuming, judge errored examples again"
+    )
+    run.add_argument(
+        "--concurrency", type=_at_least(1), default=16, help="checks in flight (>= 1, default 16)"
+    )
+    run.add_argument(
+        "--think-audit",
+        action="store_true",
+        help="also judge each example in THINK mode (fast-vs-THINK disagreements; doubles the calls)",
+    )
+    run.add_argument("--no-text", action="store_true", help="do not store example texts in results.jsonl")
+    run.add_argument(
         "--simulator", action="store_true", help="run against the in-process simulator (plumbing only)"
     )
+    run.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="progress bar (default: when stderr is a terminal)",
+    )
+    sel = p.add_argument_group("selection")
+    sel.add_argument("--limit", type=_at_least(1), help="only the first N examples (after --sample)")
+    sel.add_argument("--sample", type=_at_least(1), help="a random sample of N examples (seeded by --seed)")
+    sel.add_argument("--language", action="append", default=[], help="only this language (repeatable)")
+    sel.add_argument("--subset", action="append", default=[], help="only this subset (repeatable)")
+    sel.add_argument("--skip-subset", action="append", default=[], help="leave this subset out (repeatable)")
+    loader = p.add_argument_group("data set options")
+    loader.add_argument(
+        "--label-rule",
+        choices=["strict", "lenient", "majority"],
+        default="strict",
+        help="RTP-LX: strict (mean Toxicity >= 3 unsafe, == 1 safe, others dropped), lenient "
+        "(mean > 1 unsafe), majority (median > 1 unsafe)",
+    )
+    loader.add_argument(
+        "--unknown-labels",
+        choices=["skip", "safe"],
+        default="skip",
+        help="OpenAI moderation: rows whose known labels are all 0 but incomplete",
+    )
+    loader.add_argument(
+        "--polyguard-policy",
+        choices=["rules", "structured", "none"],
+        default="rules",
+        help="PolyGuard: rules.txt as a custom policy, the structured JSON as a custom taxonomy, "
+        "or the built-in taxonomy",
+    )
+    loader.add_argument(
+        "--target",
+        choices=["prompt", "response"],
+        help="PolyGuard code/cyber: judge the response (default) or the prompt alone",
+    )
+    stats = p.add_argument_group("statistics")
+    stats.add_argument(
+        "--bootstrap", type=_at_least(0), default=1000, help="bootstrap replicates (0: no intervals)"
+    )
+    stats.add_argument("--seed", type=int, default=0, help="seed of --sample and the bootstrap (default 0)")
+    stats.add_argument(
+        "--target-fpr",
+        type=_fraction,
+        default=0.05,
+        help="false-positive rate the score threshold must meet (default 0.05)",
+    )
+    stats.add_argument(
+        "--context",
+        type=_at_least(256),
+        default=None,
+        help="served context in tokens for the policy-length check (default: nemoguard serve's)",
+    )
+    stats.add_argument("--no-plots", action="store_true", help="no PNG plots (they need the eval extra)")
     add_endpoint_args(p)
     p.set_defaults(func=run_eval)
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    """Evaluate the data set; exit 0 when every example had a verdict, else 2."""
-    examples = load_dataset(args.dataset)
-    if args.limit:
-        examples = examples[: args.limit]
-    with endpoint_for_args(args) as (base_url, simulated):
-        args.base_url = base_url
-        guard = guard_from_args(args)
-        report = asyncio.run(_run(guard, examples, args.concurrency))
-    report["dataset"] = str(args.dataset)
-    report["endpoint"] = (
-        "interface simulator (NOT A SAFETY MODEL: plumbing only)"
-        if simulated
-        else f"{guard.provider} {list(guard.base_urls)} model={guard.model}"
-    )
-    table = markdown(report)
-    print(table)
+    """``nemoguard eval``: list, compare, or run (see the module docstring)."""
+    if args.list:
+        return _list()
+    if args.compare:
+        return _compare(args)
+    if not args.dataset:
+        print("nemoguard eval: name a data set (or --list, --compare A B)", file=sys.stderr)
+        return 2
+    return _run(args)
+
+
+def _list() -> int:
+    from ..workbench.datasets import describe_sets
+
+    for name, where, licence, summary in describe_sets():
+        print(f"{name:18} {summary}\n{'':18} licence: {licence}; found: {where}")
+    return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from ..workbench.compare import compare, markdown
+    from ..workbench.results import read_results
+
+    a_header, a_rows = read_results(args.compare[0])
+    b_header, b_rows = read_results(args.compare[1])
+    result = compare(a_header, a_rows, b_header, b_rows)
+    plot = None
     if args.out:
         out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(report, indent=2))
-        out.with_suffix(".md").write_text(table + "\n")
-        print(f"\nwrote {out} and {out.with_suffix('.md')}", file=sys.stderr)
-    return 0 if report["overall"]["errors"] == 0 else 2
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "compare.json").write_text(json.dumps(result, indent=2, ensure_ascii=False))
+        if not args.no_plots:
+            from ..core.errors import ConfigurationError
+            from ..workbench.plots import compare_plot
+
+            try:
+                plot = compare_plot(result, out / "compare.png").name
+            except ConfigurationError as exc:  # no matplotlib: the comparison stands without its plot
+                print(f"nemoguard eval: {exc}", file=sys.stderr)
+        (out / "compare.md").write_text(markdown(result, plot) + "\n")
+        print(f"wrote {out}/compare.md, compare.json" + (", compare.png" if plot else ""), file=sys.stderr)
+    print(markdown(result, plot))
+    return 0
 
 
-async def _run(guard: NemoGuard, examples: list[Example], concurrency: int) -> dict[str, Any]:
+def _loader_options(args: argparse.Namespace) -> Any:
+    from ..workbench.datasets import LoaderOptions
+
+    return LoaderOptions(
+        label_rule=args.label_rule,
+        unknown_labels=args.unknown_labels,
+        polyguard_policy=args.polyguard_policy,
+        target=args.target,
+    )
+
+
+def _run(args: argparse.Namespace) -> int:
+    from .. import __version__
+    from ..core.options import CacheOptions
+    from ..workbench.datasets import load_dataset
+    from ..workbench.report import SIMULATOR_BANNER
+    from ..workbench.results import RESULTS_FILE, ResultsFile, now_iso
+    from ..workbench.runner import RunSettings, policy_fingerprints, resolve_policies
+
+    dataset = load_dataset(args.dataset, path=args.path, options=_loader_options(args)).select(
+        languages=args.language,
+        subsets=args.subset,
+        skip_subsets=args.skip_subset,
+        sample=args.sample,
+        seed=args.seed,
+        limit=args.limit,
+    )
+    out = Path(args.out or f"{DEFAULT_OUT}/{dataset.name}-{args.mode}")
+    settings = RunSettings(
+        concurrency=args.concurrency,
+        think_audit=args.think_audit,
+        store_text=not args.no_text,
+        retry_errors=args.retry_errors,
+        progress=args.progress,
+    )
+    counts = dataset.counts()
+    print(
+        f"data set {dataset.name}: {counts['examples']} examples ({counts['unsafe']} unsafe, {counts['safe']} safe)"
+        + (f"; skipped {sum(dataset.skipped.values())}" if dataset.skipped else ""),
+        file=sys.stderr,
+    )
+    with endpoint_for_args(args) as (base_url, simulated):
+        args.base_url = base_url
+        guard = guard_from_args(args, cache=CacheOptions(size=0))
+        simulated = simulated or probe_simulator(guard.base_urls)
+        if simulated:
+            print(f"!! {SIMULATOR_BANNER}: the accuracy figures of this run mean nothing", file=sys.stderr)
+        policies = resolve_policies(guard, dataset)
+        _warn_policy_lengths(policies.values(), args.mode, args.context)
+        header = {
+            "schema": "nemoguard.eval-run/1",
+            "run_id": uuid.uuid4().hex,
+            "started": now_iso(),
+            "version": __version__,
+            "dataset": dataset.name,
+            "dataset_digest": dataset.digest,
+            "sources": list(dataset.sources),
+            "options": dict(dataset.options),
+            "skipped": dict(dataset.skipped),
+            "notes": list(dataset.notes),
+            "counts": counts,
+            "recall_only": dataset.recall_only,
+            "provider": guard.provider,
+            "model": guard.model,
+            "endpoint": ", ".join(public_url(u) for u in guard.base_urls),
+            "mode": guard.mode,
+            "policies": policy_fingerprints(policies),
+            "simulator": simulated,
+            "think_audit": args.think_audit,
+            "target_override": args.target,
+        }
+        results = ResultsFile(out if out.suffix == ".jsonl" else out / RESULTS_FILE)
+        stats = asyncio.run(_judge(guard, dataset, results, header, settings, args.overwrite))
+    if stats["resumed"]:
+        print(f"resumed: {stats['resumed']} examples were already in {results.path}", file=sys.stderr)
+    return _write_report(results.path, args, expected=len(dataset))
+
+
+async def _judge(guard: Any, dataset: Any, results: Any, header: Any, settings: Any, overwrite: bool) -> Any:
+    from ..workbench.runner import run_dataset
+
     async with guard:
-        return await evaluate(guard, examples, concurrency)
+        return await run_dataset(guard, dataset, results, header, settings, overwrite=overwrite)
+
+
+def _warn_policy_lengths(policies: Any, mode: str, context: int | None) -> None:
+    from ..workbench.policy_tools import check_fit
+
+    ctx = context or default_served_context()
+    for policy in policies:
+        for finding in check_fit(policy, mode=mode, context=ctx):  # type: ignore[arg-type]
+            if finding.level != "info":
+                print(f"nemoguard eval: {finding}", file=sys.stderr)
+
+
+def _write_report(path: Path, args: argparse.Namespace, *, expected: int) -> int:
+    from ..workbench.report import markdown, summarise
+    from ..workbench.results import latest_rows, now_iso, read_results
+
+    header, rows = read_results(path)
+    if header is None:
+        raise RuntimeError(f"{path} has no run header")
+    header = {**header, "finished": now_iso()}
+    if args.bootstrap:
+        print(f"computing metrics and {args.bootstrap} bootstrap replicates per group...", file=sys.stderr)
+    summary = summarise(
+        header, rows, replicates=args.bootstrap, seed=args.seed, target_fpr=args.target_fpr, expected=expected
+    )
+    out = path.parent
+    plots: list[str] = []
+    if not args.no_plots:
+        from ..core.errors import ConfigurationError
+        from ..workbench.plots import run_plots
+
+        latencies = [r["latency_ms"] for r in latest_rows(rows) if r.get("verdict") in ("safe", "unsafe")]
+        try:
+            plots = [p.name for p in run_plots(summary, latencies, out)]
+        except ConfigurationError as exc:  # no matplotlib: the report stands without its plots
+            print(f"nemoguard eval: {exc}", file=sys.stderr)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False, default=str))
+    report = markdown(summary, plots)
+    (out / "report.md").write_text(report + "\n")
+    print(report)
+    print(
+        f"\nwrote {out}/: results.jsonl, summary.json, report.md"
+        + (f", {', '.join(plots)}" if plots else ""),
+        file=sys.stderr,
+    )
+    o = summary["overall"]
+    return 0 if o["errors"] == 0 and summary["missing"] == 0 else 2

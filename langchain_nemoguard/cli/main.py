@@ -41,6 +41,8 @@ _COMMANDS: Mapping[str, tuple[str, str]] = MappingProxyType(
             "run the interface simulator (a rule-based test double, NOT a safety model)",
         ),
         "serve": (".serve", "run vLLM serving Nemotron 3.5 Content Safety"),
+        "policy": (".policy", "write (new), check (validate) and try a custom policy file"),
+        "review": (".review", "a local web page over audit trails and eval runs, to read and label verdicts"),
     }
 )
 

@@ -73,6 +73,7 @@ class Verdict:
         cached: True for a cache hit.
         suppressed_categories: Categories the policy ignores that the model named.
         raw_output: The model's raw answers (kept out of the repr and of ``to_dict``).
+        score: The probability that the judged field is unsafe, from the answer's logprobs (None: unknown).
         simulator: True when an answer came from the interface simulator, a test double and not a safety
             model (noticed from its response header, however the endpoint was configured). A verdict is marked
             when any of its calls was answered by the simulator; a call that failed left no answer to read.
@@ -94,6 +95,7 @@ class Verdict:
     cached: bool = False
     suppressed_categories: tuple[str, ...] = ()
     raw_output: str | None = field(default=None, repr=False)
+    score: float | None = None
     simulator: bool = False
 
     @property
