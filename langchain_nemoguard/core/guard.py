@@ -117,6 +117,8 @@ class NemoGuard:
                 f"constrain_output uses vLLM's structured_outputs; provider {endpoint.provider.name!r} does not support it"
             )
         self.provider = endpoint.provider.name
+        scores = self.call_options.scores
+        self._logprobs = endpoint.provider.supports_logprobs if scores is None else scores
         self.model = endpoint.model
         self.base_urls = endpoint.base_urls
         self.mode: Mode = mode
@@ -422,9 +424,10 @@ class NemoGuard:
     # --- step 2: execute ----------------------------------------------------------------------------------------
 
     def _body(self, spec: CallSpec) -> bytes:
-        return json.dumps(
-            self.format.build(spec, self.model), ensure_ascii=False, separators=(",", ":")
-        ).encode()
+        body = self.format.build(spec, self.model)
+        if self._logprobs and spec.mode != "think":  # verdict scores (formats/scores.py)
+            body.update(logprobs=True, top_logprobs=self.call_options.top_logprobs)
+        return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
 
     def _call(self, spec: CallSpec) -> ParsedCall | GuardUnavailableError:
         try:

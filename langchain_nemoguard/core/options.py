@@ -75,15 +75,24 @@ class CallOptions:
         format: The model's wire format (None: Nemotron 3.5 Content Safety).
         max_tokens: The answer's token budget (None: the format's budget for the mode).
         constrain_output: vLLM only: a ``structured_outputs`` grammar that admits only a well-formed verdict.
+        scores: Ask for token log-probabilities so verdicts carry ``score`` (True: always; False: never; None:
+            when the provider supports them - vLLM does). Not asked in THINK mode, where the trace would make
+            the answer tens of times larger; THINK verdicts have no score.
+        top_logprobs: Alternatives per token asked for with ``scores`` (1-20; the score renormalises over the
+            safe and unsafe ones among them).
     """
 
     format: ModelFormat | None = None
     max_tokens: int | None = None
     constrain_output: bool = False
+    scores: bool | None = None
+    top_logprobs: int = 5
 
     def __post_init__(self) -> None:
         if self.max_tokens is not None and self.max_tokens < 1:
             raise ConfigurationError(f"max_tokens must be >= 1, got {self.max_tokens}")
+        if not 1 <= self.top_logprobs <= 20:
+            raise ConfigurationError(f"top_logprobs must be in 1..20, got {self.top_logprobs}")
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,11 +19,14 @@ class Provider:
     model: str
     key_env: str | None
     supports_structured_outputs: bool
+    supports_logprobs: bool = False  # answers `logprobs` / `top_logprobs` (verdict scores)
 
 
 PROVIDERS: Mapping[str, Provider] = {
     # `vllm serve nvidia/Nemotron-3.5-Content-Safety` serves the model under its Hugging Face id.
-    "vllm": Provider("vllm", "http://localhost:8000/v1", "nvidia/Nemotron-3.5-Content-Safety", None, True),
+    "vllm": Provider(
+        "vllm", "http://localhost:8000/v1", "nvidia/Nemotron-3.5-Content-Safety", None, True, supports_logprobs=True
+    ),
     "nvidia": Provider(
         "nvidia",
         "https://integrate.api.nvidia.com/v1",

@@ -50,6 +50,9 @@ class ParsedCall:
     reasoning: str | None
     raw: str
     simulator: bool = False  # answered by the interface simulator (set by the guard, see core/simulator_mark.py)
+    # P(unsafe) of each rating, read from the answer's logprobs (formats/scores.py); None: unknown
+    user_score: float | None = None
+    response_score: float | None = None
 
 
 class ModelFormat(Protocol):

@@ -18,6 +18,7 @@ from ..taxonomy import AEGIS_CATEGORIES, BUILTIN_TAXONOMY, category_name
 from .base import CallSpec, Mode, ParsedCall
 from .nemotron35 import DEFAULT_MAX_TOKENS
 from .policy_text import policy_kwarg_variants
+from .scores import JSON_LABELS, attach_scores
 
 if TYPE_CHECKING:
     from ..policy import Policy
@@ -115,9 +116,8 @@ class NemoGuard8BFormat:
         if raw_cats and (not user or response is False):
             taxonomy = spec.taxonomy or BUILTIN_TAXONOMY
             cats = tuple(taxonomy.normalise_all([c for c in raw_cats.split(",") if c.strip()]))
-        return ParsedCall(
-            user_safe=user, response_safe=response, categories=cats, reasoning=None, raw=content
-        )
+        parsed = ParsedCall(user_safe=user, response_safe=response, categories=cats, reasoning=None, raw=content)
+        return attach_scores(parsed, completion, JSON_LABELS)
 
 
 def _rating(data: Mapping[str, Any], key: str, raw: str) -> bool | None:

@@ -25,6 +25,7 @@ from ..errors import VerdictParseError
 from ..taxonomy import BUILTIN_TAXONOMY, Taxonomy
 from .base import CallSpec, Mode, ParsedCall
 from .policy_text import policy_kwarg_variants
+from .scores import NEMOTRON_LABELS, attach_scores
 
 if TYPE_CHECKING:
     from ..policy import Policy
@@ -108,13 +109,14 @@ class Nemotron35Format:
         ):
             raise VerdictParseError("message content is not text")
         finish = choice.get("finish_reason")
-        return parse_verdict_text(
+        parsed = parse_verdict_text(
             content,
             reasoning_content=reasoning_field,
             expect_response=spec.response is not None,
             taxonomy=spec.taxonomy or BUILTIN_TAXONOMY,
             truncated=finish == "length",
         )
+        return attach_scores(parsed, completion, NEMOTRON_LABELS)
 
 
 def parse_verdict_text(
