@@ -160,7 +160,7 @@ def classify(token: str, prefix: str = "") -> Rating | None:
     for rating in ("unsafe", "safe"):
         whole = word.startswith(rating) and (len(word) == len(rating) or not word[len(rating)].isalpha())
         if whole or rating.startswith(word):
-            return rating  # type: ignore[return-value]
+            return rating
     return None
 
 
