@@ -25,15 +25,14 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import re
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..core.conversation import Conversation
@@ -71,18 +70,22 @@ def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -
 
 
 class ServiceApp:
-    """The ASGI app: before routing, the body limit by ``Content-Length`` and the ``Host`` allow-list of an
-    anonymous (loopback) service; ``service`` is the :class:`GuardService` behind it."""
+    """The ASGI app: the body limit by ``Content-Length`` and the ``Host`` allow-list of an anonymous (loopback)
+    service, then the route - a dictionary lookup, since the service sits on the hot path of every guarded
+    request (Starlette supplies the request and response objects and the lifespan). ``service`` is the
+    :class:`GuardService` behind it."""
 
-    def __init__(self, app: ASGIApp, service: GuardService) -> None:
-        self.app = app
+    def __init__(self, service: GuardService, routes: dict[tuple[str, str], Handler], lifespan: ASGIApp) -> None:
         self.service = service
+        self.routes = routes
+        self.paths = {path for _, path in routes}
+        self.lifespan = lifespan
         self.max_body = service.config.max_body_bytes
         self.check_host = service.config.anonymous
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
-            await self.app(scope, receive, send)
+            await self.lifespan(scope, receive, send)  # lifespan (closes the guard at shutdown); no websockets
             return
         length = host = None
         for k, v in scope.get("headers", ()):
@@ -96,7 +99,23 @@ class ServiceApp:
         if length is not None and (not length.isdigit() or int(length) > self.max_body):
             await _send(send, TooLarge(f"the request body is over the {self.max_body}-byte limit"))
             return
-        await self.app(scope, receive, send)
+        handler = self.routes.get((scope["method"], scope["path"]))
+        if handler is None:
+            if scope["path"] in self.paths:
+                await _send(send, _NotAllowed(f"{scope['method']} is not allowed here"))
+            else:
+                await _send(send, _NotFound(f"no such endpoint: {scope['path'][:80]}"))
+            return
+        response = await handler(Request(scope, receive))
+        await response(scope, receive, send)
+
+
+class _NotFound(ServiceError):
+    status, type, code = 404, "not_found_error", "not_found"
+
+
+class _NotAllowed(ServiceError):
+    status, code = 405, "method_not_allowed"
 
 
 def _loopback_host(host: bytes | None) -> bool:
@@ -218,7 +237,7 @@ class GuardService:
     @staticmethod
     def _request_id(request: Request, given: str | None = None) -> str:
         rid = given or request.headers.get("x-request-id")
-        return rid if rid is not None and _REQUEST_ID.match(rid) else uuid.uuid4().hex
+        return rid if rid is not None and _REQUEST_ID.match(rid) else os.urandom(16).hex()
 
     # --- endpoints -----------------------------------------------------------------------------------------
 
@@ -232,7 +251,7 @@ class GuardService:
         verdicts = await self._judge([(c, Stage.INPUT) for c in convs], policy, rid)
         raise_for_outage(verdicts)
         results = [moderations.result(v, c) for v, c in zip(verdicts, convs, strict=True)]
-        data = {"id": f"modr-{uuid.uuid4().hex}", "model": self.guard.model, "results": results}
+        data = {"id": f"modr-{os.urandom(12).hex()}", "model": self.guard.model, "results": results}
         return _json(data, headers={"x-request-id": rid})
 
     async def checks(self, request: Request) -> Response:
@@ -312,14 +331,14 @@ def create_app(
         if close_guard:
             await guard.aclose()
 
-    routes = [
-        Route("/v1/moderations", _endpoint(service.moderations), methods=["POST"]),
-        Route("/v1/guardrail/checks", _endpoint(service.checks), methods=["POST"]),
-        Route("/beta/litellm_basic_guardrail_api", _endpoint(service.litellm), methods=["POST"]),
-        Route("/health", _endpoint(service.health), methods=["GET"]),
-        Route("/metrics", _endpoint(service.metrics_text), methods=["GET"]),
-    ]
-    return ServiceApp(Starlette(routes=routes, lifespan=lifespan), service)
+    routes = {
+        ("POST", "/v1/moderations"): _endpoint(service.moderations),
+        ("POST", "/v1/guardrail/checks"): _endpoint(service.checks),
+        ("POST", "/beta/litellm_basic_guardrail_api"): _endpoint(service.litellm),
+        ("GET", "/health"): _endpoint(service.health),
+        ("GET", "/metrics"): _endpoint(service.metrics_text),
+    }
+    return ServiceApp(service, routes, Starlette(lifespan=lifespan))
 
 
 __all__ = ["GuardService", "ServiceApp", "create_app"]
