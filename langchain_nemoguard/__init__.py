@@ -25,6 +25,7 @@ if TYPE_CHECKING:
         Stage,
     )
     from .core.guard import NemoGuard
+    from .core.coverage import CoverageOptions
     from .core.images import ImageOptions
     from .core.options import AuditOptions, CacheOptions, CallOptions, TransportOptions
     from .core.policy import Policy, PolicySet
@@ -52,6 +53,7 @@ _WHERE = MappingProxyType(
         "CacheOptions": "core.options",
         "CallOptions": "core.options",
         "AuditOptions": "core.options",
+        "CoverageOptions": "core.coverage",
         "ImageOptions": "core.images",
         "WindowOptions": "core.windows",
         "StreamOptions": "core.windows",
@@ -91,6 +93,7 @@ __all__ = [
     "ConfigurationError",
     "ContentBlockedError",
     "Conversation",
+    "CoverageOptions",
     "ErrorCode",
     "GuardUnavailableError",
     "GuardedRunnable",

@@ -29,6 +29,7 @@ PUBLIC = [
     "ConfigurationError",
     "ContentBlockedError",
     "Conversation",
+    "CoverageOptions",
     "ErrorCode",
     "GuardUnavailableError",
     "GuardedRunnable",
