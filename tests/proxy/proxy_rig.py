@@ -15,6 +15,7 @@ logging payload is asserted as LiteLLM's loggers receive it; LiteLLM's Prometheu
 
 from __future__ import annotations
 
+import ast
 import base64
 import io
 import json
@@ -267,6 +268,14 @@ def error_body(exc: openai.APIStatusError | anthropic.APIStatusError) -> dict[st
     if isinstance(body, dict) and isinstance(body.get("detail"), dict):
         body = body["detail"].get("error", body["detail"])
     message = body.get("message") if isinstance(body, dict) else None
+    if isinstance(message, str) and message[:3].isdigit() and message[3:6] == ": {":
+        # some routes render the guardrail's detail as "400: {python repr}"
+        try:
+            parsed = ast.literal_eval(message[5:])
+        except (ValueError, SyntaxError):
+            parsed = None
+        if isinstance(parsed, dict):
+            return parsed.get("error", parsed)
     if isinstance(message, str) and message.startswith("{"):
         try:
             parsed = json.loads(message)
