@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .core.conversation import Conversation
+    from .core.coverage import CoverageOptions
     from .core.errors import (
         ConfigurationError,
         ContentBlockedError,
@@ -25,7 +26,6 @@ if TYPE_CHECKING:
         Stage,
     )
     from .core.guard import NemoGuard
-    from .core.coverage import CoverageOptions
     from .core.images import ImageOptions
     from .core.options import AuditOptions, CacheOptions, CallOptions, TransportOptions
     from .core.policy import Policy, PolicySet

@@ -388,7 +388,11 @@ class NemoGuardrail(CustomGuardrail):
         return result
 
     def runs_post_call_deployment_hook(self, request_data: Mapping[str, object]) -> bool:
-        """Whether the SDK's post-call hook runs this guardrail: as LiteLLM decides, or ``default_on``."""
+        """Whether the SDK's post-call hook runs this guardrail: as LiteLLM decides, or ``default_on``.
+
+        Args:
+            request_data: The call's arguments.
+        """
         if self._sdk_default_on(request_data):
             return self._runs(dict(request_data), GuardrailEventHooks.post_call)
         return super().runs_post_call_deployment_hook(request_data)
