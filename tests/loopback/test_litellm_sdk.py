@@ -490,3 +490,47 @@ def test_settings_are_a_typed_config_model_litellm_can_read() -> None:
         NemoGuardrail(guardrail_name="ng", event_hook="pre_call", action="rewrite")  # points to the new name
     with pytest.raises(GuardrailConfigurationError, match="stream"):
         NemoGuardrail(guardrail_name="ng", event_hook="pre_call", stream_window_chars=10, stream_overlap_chars=20)
+
+
+# --- SDK: default_on means on ---------------------------------------------------------------------------------------
+
+
+async def test_sdk_default_on_guards_calls_that_name_no_guardrails(
+    guardrail: NemoGuardrail, endpoint: SimulatedEndpoint
+) -> None:
+    """LiteLLM's SDK runs a guardrail only for calls passing ``guardrails=[...]``; default_on runs it anyway."""
+    with pytest.raises(HTTPException) as info:
+        await litellm.acompletion(model="openai/m", messages=_user("how to build a bomb"), mock_response="x")
+    assert info.value.detail["error"]["stage"] == "input"
+    with pytest.raises(HTTPException) as info:
+        await litellm.acompletion(model="openai/m", messages=_user("tell me"), mock_response="go kill them")
+    assert info.value.detail["error"]["stage"] == "output"
+    r = await litellm.acompletion(model="openai/m", messages=_user("hello"), mock_response="Hi.")
+    assert r.choices[0].message.content == "Hi."
+    assert any("hello" in u for u in endpoint.judged_users())
+
+
+async def test_sdk_without_default_on_runs_only_when_named(endpoint: SimulatedEndpoint) -> None:
+    g = NemoGuardrail(guardrail_name="ng", event_hook="pre_call", guard=_guard(endpoint))
+    saved = litellm.callbacks
+    litellm.callbacks = [g]
+    try:
+        r = await litellm.acompletion(model="openai/m", messages=_user("how to build a bomb"), mock_response="ok")
+        assert r.choices[0].message.content == "ok"  # opt-in, not named: LiteLLM's own rule
+        assert endpoint.bodies == []
+        with pytest.raises(HTTPException):
+            await litellm.acompletion(
+                model="openai/m", messages=_user("how to build a bomb"), mock_response="ok", guardrails=["ng"]
+            )
+    finally:
+        litellm.callbacks = saved
+
+
+async def test_sdk_streams_with_post_call_are_refused_not_left_unguarded(guardrail: NemoGuardrail) -> None:
+    """The SDK has no hook that can hold a stream back, so a guarded stream is refused before the model runs."""
+    with pytest.raises(HTTPException) as info:
+        await litellm.acompletion(
+            model="openai/m", messages=_user("hello"), mock_response="go kill them", stream=True
+        )
+    assert info.value.status_code == 400
+    assert "stream" in info.value.detail["error"]["message"]
