@@ -356,6 +356,24 @@ class NemoGuardrail(CustomGuardrail):
             for verdict in stream.verdicts:
                 self._record(verdict, request_data, Stage.OUTPUT, GuardrailEventHooks.post_call, ())
 
+    def apply_stream_scope(self, stream_scope: object) -> None:
+        """LiteLLM's ``stream_scope``, refused unless it is ``both``: any other scope lets the requests outside
+        it pass unjudged (a mode LiteLLM accepts that would never block them).
+
+        Args:
+            stream_scope: ``streaming``, ``non_streaming``, ``both`` or a per-mode mapping.
+        """
+        super().apply_stream_scope(stream_scope)
+        narrowed = self.stream_scope_default != "both" or any(s != "both" for _, s in self.stream_scope_by_hook)
+        if narrowed:
+            error = GuardrailConfigurationError(
+                self.guardrail_name,
+                f"stream_scope {stream_scope!r} leaves the requests outside that scope unjudged; "
+                "remove it (NemoGuard judges streamed and non-streamed requests alike)",
+            )
+            logger.error("%s", error)
+            raise error
+
     # --- SDK: default_on means on --------------------------------------------------------------------------------
 
     async def async_pre_call_deployment_hook(

@@ -40,6 +40,7 @@ CASES: dict[str, tuple[dict[str, Any], str]] = {
     "bad-value": ({"guard_mode": "slow"}, "guard_mode"),
     "mode-never-blocks": ({"mode": "logging_only"}, "logging_only"),
     "mode-for-mcp-only": ({"mode": "pre_mcp_call"}, "pre_mcp_call"),
+    "stream-scope-leaves-streams-unjudged": ({"stream_scope": "non_streaming"}, "stream_scope"),
 }
 
 
