@@ -50,6 +50,8 @@ _COMPLETIONS = frozenset({"text_completion", "atext_completion"})
 _RESPONSES = frozenset({"responses", "aresponses"})
 _ANTHROPIC = frozenset({"anthropic_messages"})
 _PROMPT_ONLY = frozenset({"image_generation", "aimage_generation", "image_edit", "aimage_edit"})
+# Responses items the model wrote earlier that are neither a message nor a *_call (replayed as history)
+_ASSISTANT_ITEMS = frozenset({"mcp_list_tools", "mcp_approval_request", "compaction"})
 
 
 def request_messages(call_type: str | None, data: Mapping[str, Any]) -> list[Message]:
@@ -124,6 +126,9 @@ def _response_items(items: Any, where: str) -> list[Message]:
     out: list[Message] = []
     for i, item in enumerate(items):
         at = f"{where}[{i}]"
+        if isinstance(item, str):
+            out.append(Message("user", item))
+            continue
         if not isinstance(item, Mapping):
             raise InvalidInputError(f"{at} must be an object")
         kind = item.get("type", "message")
@@ -132,12 +137,18 @@ def _response_items(items: Any, where: str) -> list[Message]:
         elif kind in ("function_call", "custom_tool_call", "mcp_call"):
             args = item.get("arguments", item.get("input", ""))
             out.append(Message("assistant", tool_calls=(ToolCall(str(item.get("name") or ""), args),)))
-        elif kind in ("function_call_output", "custom_tool_call_output", "computer_call_output", "mcp_call_output"):
+        elif isinstance(kind, str) and kind.endswith("_call_output"):
             parts = read_parts(item.get("output"), where=f"{at}.output")
             out.append(Message("tool", "\n".join(parts.texts), images=tuple(parts.images)))
         elif kind == "reasoning":
             texts = read_parts(item.get("summary") or [], where=f"{at}.summary").texts
             out.append(Message("assistant", reasoning="\n".join(texts)))
+        elif isinstance(kind, str) and (kind.endswith("_call") or kind in _ASSISTANT_ITEMS):
+            # a built-in tool's call or listing the model produced earlier (web search, MCP...): its JSON
+            body = {k: v for k, v in item.items() if k not in ("id", "status", "type")}
+            out.append(Message("assistant", tool_calls=(ToolCall(kind, body),)))
+        elif kind == "mcp_approval_response":
+            out.append(Message("user", serialise({k: v for k, v in item.items() if k != "id"})))
         elif kind == "item_reference":
             continue  # an earlier item of a stored response: judged when it was new
         else:

@@ -352,8 +352,10 @@ def decisive(checks: Sequence[Check], verdicts: Sequence[Verdict]) -> tuple[Chec
 _TEXT_PARTS = frozenset({"text", "input_text", "output_text", "text-plain", "refusal", "summary_text"})
 _IMAGE_PARTS = frozenset({"image_url", "input_image", "image"})
 _REASONING_PARTS = frozenset({"thinking", "reasoning", "reasoning_text", "redacted_thinking"})
-_TOOL_CALL_PARTS = frozenset({"tool_use", "tool_call", "function_call", "server_tool_use"})
-_TOOL_RESULT_PARTS = frozenset({"tool_result", "function_call_output", "web_search_tool_result"})
+_TOOL_CALL_PARTS = frozenset({"tool_use", "tool_call", "function_call", "server_tool_use", "mcp_tool_use"})
+_TOOL_RESULT_PARTS = frozenset(
+    {"tool_result", "function_call_output", "web_search_tool_result", "mcp_tool_result", "search_result"}
+)
 _FILE_PARTS = frozenset({"file", "input_file", "document"})
 _UNJUDGEABLE = frozenset({"input_audio", "audio", "video"})
 
