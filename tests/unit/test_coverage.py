@@ -185,3 +185,12 @@ def test_the_strictest_verdict_decides() -> None:
     found = decisive(checks, [rewrite, safe, safe])
     assert found is not None and found[1] is rewrite
     assert decisive([], []) is None
+
+
+def test_openai_messages_given_to_check_follow_the_same_reader() -> None:
+    """``check(messages=...)`` reads roles and parts as the coverage rule does: no unknown-role error, no skip."""
+    conv = Conversation.from_messages([{"role": "USER", "content": "hi"}, {"role": "Assistant", "content": "yo"}])
+    assert (conv.prompt, conv.response) == ("hi", "yo")
+    assert Conversation.from_messages([{"role": "narrator", "content": "text"}]).prompt == "text"
+    with pytest.raises(InvalidInputError):
+        Conversation.from_messages([{"role": "user", "content": [{"type": "input_audio", "input_audio": {}}]}])
