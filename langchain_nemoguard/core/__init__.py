@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .conversation import Conversation, Turn
+    from .coverage import CoverageOptions
     from .errors import (
         ConfigurationError,
         ContentBlockedError,
@@ -40,6 +41,7 @@ _WHERE = MappingProxyType(
         "ConfigurationError": "errors",
         "ContentBlockedError": "errors",
         "Conversation": "conversation",
+        "CoverageOptions": "coverage",
         "ErrorCode": "errors",
         "GuardUnavailableError": "errors",
         "ImageError": "errors",
@@ -79,6 +81,7 @@ __all__ = [
     "ConfigurationError",
     "ContentBlockedError",
     "Conversation",
+    "CoverageOptions",
     "ErrorCode",
     "GuardUnavailableError",
     "ImageError",

@@ -31,6 +31,7 @@ from typing import Any
 from .cache import VerdictCache, verdict_key
 from .combine import OnError, combine
 from .conversation import Conversation
+from .coverage import CoverageOptions
 from .errors import ConfigurationError, GuardUnavailableError, InvalidInputError, Stage
 from .formats import MODES, CallSpec, Mode, ModelFormat, Nemotron35Format, ParsedCall
 from .images import ImageOptions, PreparedImage, aprepare_image, prepare_image
@@ -75,6 +76,8 @@ class NemoGuard:
         windows: How long input is cut into calls, and how much history each call carries.
         stream: How streamed output is held back (the default for every adapter's streams).
         audit: ``on_verdict`` and ``on_audit`` callbacks and background THINK audits.
+        coverage: Which optional channels the adapters judge (system prompts, tool results, reasoning,
+            embedding inputs); see ``docs/coverage.md``.
     """
 
     def __init__(
@@ -97,6 +100,7 @@ class NemoGuard:
         windows: WindowOptions | None = None,
         stream: StreamOptions | None = None,
         audit: AuditOptions | None = None,
+        coverage: CoverageOptions | None = None,
     ) -> None:
         if mode not in MODES:
             raise ConfigurationError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
@@ -111,6 +115,7 @@ class NemoGuard:
         self.windows = windows or WindowOptions()
         self.stream_options = stream or StreamOptions()
         self.audit_options = audit or AuditOptions()
+        self.coverage = coverage or CoverageOptions()
         endpoint = resolve(base_url, provider, model, api_key)
         if self.call_options.constrain_output and not endpoint.provider.supports_structured_outputs:
             raise ConfigurationError(

@@ -29,6 +29,7 @@ PUBLIC = [
     "ConfigurationError",
     "ContentBlockedError",
     "Conversation",
+    "CoverageOptions",
     "ErrorCode",
     "GuardUnavailableError",
     "GuardedRunnable",
@@ -226,12 +227,19 @@ def _hooks() -> list[object]:
         "aafter_model",
         "wrap_tool_call",
         "awrap_tool_call",
+        "before_agent",
+        "abefore_agent",
+        "after_agent",
+        "aafter_agent",
     ]
     litellm = [
         "apply_guardrail",
-        "async_scan_request_attachments",
+        "async_pre_call_hook",
         "async_moderation_hook",
+        "async_post_call_success_hook",
         "async_post_call_streaming_iterator_hook",
+        "async_pre_call_deployment_hook",
+        "runs_post_call_deployment_hook",
     ]
     return [getattr(NemoGuardMiddleware, n) for n in middleware] + [
         getattr(NemoGuardrail, n) for n in litellm
