@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -31,6 +32,11 @@ class Action(StrEnum):
 ACTION_SEVERITY = {Action.ALLOW: 0, Action.LOG: 1, Action.REWRITE: 2, Action.BLOCK: 3}
 
 
+def strictest(actions: Iterable[Action | str]) -> Action:
+    """The most severe of ``actions`` (``block`` over ``rewrite`` over ``log`` over ``allow``)."""
+    return max((Action(a) for a in actions), key=ACTION_SEVERITY.__getitem__, default=Action.BLOCK)
+
+
 @dataclass(frozen=True, slots=True)
 class Verdict:
     """The outcome of one ``check``.
@@ -38,6 +44,9 @@ class Verdict:
     ``user_safe`` / ``response_safe``: the model's ratings (``None`` when that part was not judged, e.g. no
     response was sent, or the guard failed). ``safe``: the overall answer the caller should act on; when the
     guard failed (``error`` set) it follows ``on_error``. ``action``: what the policy says to do.
+    ``truncated``: an unsafe answer that was cut (length or size limit) stands; its categories may be incomplete,
+    so its action is the strictest the policy can give. ``think_ignored``: a THINK check came back without a
+    reasoning trace (hosted endpoints may ignore ``enable_thinking``); the verdict itself still holds.
     """
 
     user_safe: bool | None
@@ -55,6 +64,8 @@ class Verdict:
     calls: int = 1
     cached: bool = False
     suppressed_categories: tuple[str, ...] = ()
+    truncated: bool = False
+    think_ignored: bool = False
     raw_output: str | None = field(default=None, repr=False)
 
     @property
@@ -115,4 +126,6 @@ class Verdict:
             "calls": self.calls,
             "cached": self.cached,
             "suppressed_categories": list(self.suppressed_categories),
+            "truncated": self.truncated,
+            "think_ignored": self.think_ignored,
         }
