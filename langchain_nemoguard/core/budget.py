@@ -1,0 +1,276 @@
+"""What one call may hold: everything in it counted against the served context.
+
+A call carries more than the judged text: the model's template (instructions, taxonomy, format block), a
+custom policy or taxonomy, earlier turns shown as context, an image, and room for the answer. The server
+refuses a request whose prompt plus ``max_tokens`` exceeds its context, and a refused call is an error, which
+``on_error="allow"`` would pass. So the budget for the judged text of one call is what the served context
+(``max_context_tokens``, by default what ``nemoguard serve`` serves) leaves after all of that and a margin for
+the estimate's error; earlier turns get at most a quarter of it and are trimmed, oldest first, to fit.
+
+Limits on the input itself live here too: ``max_input_chars`` refuses an input that would take hundreds of
+calls, and text the encoder cannot send (a lone surrogate) is refused before anything goes out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final
+
+from .conversation import Conversation
+from .errors import ConfigurationError, InputTooLargeError, InvalidInputError
+from .formats.base import CallSpec, Mode
+from .taxonomy import BUILTIN_TAXONOMY
+from .windows import Segment, WindowOptions, aplan_segments, estimate_tokens, plan_segments, tail
+
+if TYPE_CHECKING:
+    from .images import PreparedImage
+    from .policy import Policy
+
+DEFAULT_MAX_CONTEXT_TOKENS: Final = 4096  # `nemoguard serve` passes --max-model-len 4096 (ServeOptions)
+DEFAULT_MAX_INPUT_CHARS: Final = 400_000  # ~100k tokens of English: about 50 windows at the default budget
+IMAGE_TOKENS: Final = 264  # Gemma 3 turns one image into 256 soft tokens, plus its begin/end markers
+TURN_TOKENS: Final = 12  # role markup and the "response: agent:" prefix around each earlier turn
+UNKNOWN_FORMAT_OVERHEAD: Final = 1024  # a format that does not say what its template costs
+MIN_TEXT_TOKENS: Final = 64  # below this a call could judge almost nothing: a configuration error
+
+
+def answer_tokens(fmt: Any, mode: str, *, override: int | None, constrained: bool, default: int) -> int:
+    """``max_tokens`` for one call: the caller's setting, else the format's, else ``default``."""
+    if override:
+        return override
+    hook = getattr(fmt, "default_max_tokens", None)
+    value = hook(mode, constrained=constrained) if callable(hook) else None
+    return int(value) if value else default
+
+
+def overhead_tokens(fmt: Any, policy_kwargs: Mapping[str, str]) -> int:
+    """What the format's template and the policy text cost in one call, beyond the judged texts."""
+    hook = getattr(fmt, "prompt_overhead_tokens", None)
+    if callable(hook):
+        return int(hook(policy_kwargs))
+    return UNKNOWN_FORMAT_OVERHEAD + sum(estimate_tokens(v) for v in policy_kwargs.values())
+
+
+def margin_tokens(max_context_tokens: int) -> int:
+    """Slack for the estimate's error: 3%, at least 32 tokens."""
+    return max(32, max_context_tokens * 3 // 100)
+
+
+def fixed_tokens(
+    fmt: Any, variants: Iterable[Mapping[str, str]], *, max_context_tokens: int, answer: int, image: bool
+) -> int:
+    """Everything a call costs but the judged texts and the history, for the costliest policy variant."""
+    overhead = max(overhead_tokens(fmt, kwargs) for kwargs in variants)
+    return overhead + answer + (IMAGE_TOKENS if image else 0) + margin_tokens(max_context_tokens)
+
+
+def trim_history(history: Sequence[tuple[str, str]], max_tokens: int) -> tuple[tuple[str, str], ...]:
+    """Keep the newest (user, assistant) pairs that fit ``max_tokens``; shorten the newest pair if even it does
+    not fit (keeping the ends of its texts, nearest the judged turn). Roles keep alternating from ``user``."""
+    pairs = [(history[i], history[i + 1]) for i in range(0, len(history) - 1, 2)]
+    kept: list[tuple[tuple[str, str], tuple[str, str]]] = []
+    spent = 0
+    for user, assistant in reversed(pairs):
+        cost = estimate_tokens(user[1]) + estimate_tokens(assistant[1]) + 2 * TURN_TOKENS
+        if spent + cost > max_tokens:
+            if not kept:
+                share = max(1, (max_tokens - 2 * TURN_TOKENS) // 2)
+                if share > 1:
+                    kept.append(((user[0], tail(user[1], share)), (assistant[0], tail(assistant[1], share))))
+            break
+        kept.append((user, assistant))
+        spent += cost
+    return tuple(turn for pair in reversed(kept) for turn in pair)
+
+
+def history_tokens(history: Sequence[tuple[str, str]]) -> int:
+    return sum(estimate_tokens(text) + TURN_TOKENS for _, text in history)
+
+
+def text_budget(*, max_context_tokens: int, fixed: int, history: int) -> int:
+    """The estimated tokens of judged text one call may hold; a configuration error if that is too little."""
+    budget = max_context_tokens - fixed - history
+    if budget < MIN_TEXT_TOKENS:
+        raise ConfigurationError(
+            f"max_context_tokens={max_context_tokens} leaves {max(budget, 0)} tokens for the judged text after "
+            f"the template, policy text, answer and image ({fixed} tokens) and earlier turns ({history}); "
+            "serve a longer context (nemoguard serve --max-model-len) and raise max_context_tokens, or shorten "
+            "the policy"
+        )
+    return budget
+
+
+@dataclass(frozen=True, slots=True)
+class CallSettings:
+    """The guard's settings that shape its calls (one per guard; mode and policy vary per check)."""
+
+    fmt: Any
+    windows: WindowOptions
+    max_context_tokens: int = DEFAULT_MAX_CONTEXT_TOKENS
+    max_tokens: int | None = None
+    constrain_output: bool = False
+    max_completion_chars: int = 64 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class _Frame:
+    """What a check's calls share: the answer budget, the trimmed history, the text budget, the variants."""
+
+    variants: tuple[Mapping[str, str], ...]
+    answer: int
+    history: tuple[tuple[str, str], ...]
+    budget: int
+
+
+def _frame(
+    settings: CallSettings,
+    policy: Policy,
+    mode: Mode,
+    history: Sequence[tuple[str, str]],
+    image: bool,
+    default_answer: int,
+) -> _Frame:
+    variants = tuple(policy.kwarg_variants(think=mode == "think"))
+    answer = answer_tokens(
+        settings.fmt,
+        mode,
+        override=settings.max_tokens,
+        constrained=settings.constrain_output,
+        default=default_answer,
+    )
+    fixed = fixed_tokens(
+        settings.fmt, variants, max_context_tokens=settings.max_context_tokens, answer=answer, image=image
+    )
+    room = settings.max_context_tokens - fixed
+    kept = trim_history(history, max(0, room // 4)) if history else ()
+    budget = text_budget(
+        max_context_tokens=settings.max_context_tokens, fixed=fixed, history=history_tokens(kept)
+    )
+    return _Frame(variants, answer, kept, budget)
+
+
+def _specs(
+    settings: CallSettings,
+    frame: _Frame,
+    segments: Sequence[Segment],
+    images: Sequence[PreparedImage],
+    policy: Policy,
+    mode: Mode,
+    categories: bool,
+) -> tuple[CallSpec, ...]:
+    """One spec per (policy variant, call): images ride on the first segment, one call each, and only the
+    first of them also carries that segment's response (the response is judged once)."""
+    calls: list[tuple[Segment, PreparedImage | None]] = []
+    first, rest = segments[0], segments[1:]
+    if images:
+        calls += [(first if i == 0 else Segment(first.prompt), img) for i, img in enumerate(images)]
+    else:
+        calls.append((first, None))
+    calls += [(seg, None) for seg in rest]
+    specs: list[CallSpec] = []
+    for kwargs in frame.variants:
+        taxonomy = policy.taxonomy_view() if kwargs else BUILTIN_TAXONOMY
+        for seg, image in calls:
+            specs.append(
+                CallSpec(
+                    prompt=seg.prompt if seg.prompt.strip() else NO_USER_TEXT,
+                    image=image,
+                    response=seg.response,
+                    history=frame.history,
+                    mode=mode,
+                    categories=categories,
+                    policy_kwargs=kwargs,
+                    taxonomy=taxonomy,
+                    max_tokens=frame.answer,
+                    constrain_output=settings.constrain_output,
+                    judge_prompt=seg.judge_prompt,
+                    max_completion_chars=settings.max_completion_chars,
+                )
+            )
+    return tuple(specs)
+
+
+NO_USER_TEXT: Final = "(no user message)"
+
+
+def plan_calls(
+    settings: CallSettings,
+    prompt: str,
+    response: str | None,
+    images: Sequence[PreparedImage],
+    history: Sequence[tuple[str, str]],
+    policy: Policy,
+    mode: Mode,
+    *,
+    categories: bool,
+    default_answer: int,
+) -> tuple[CallSpec, ...]:
+    """Every call of one check, each within the served context (pure; linear in the input)."""
+    frame = _frame(settings, policy, mode, history, bool(images), default_answer)
+    segments = plan_segments(prompt, response, budget=frame.budget, options=settings.windows)
+    return _specs(settings, frame, segments, images, policy, mode, categories)
+
+
+async def aplan_calls(
+    settings: CallSettings,
+    prompt: str,
+    response: str | None,
+    images: Sequence[PreparedImage],
+    history: Sequence[tuple[str, str]],
+    policy: Policy,
+    mode: Mode,
+    *,
+    categories: bool,
+    default_answer: int,
+) -> tuple[CallSpec, ...]:
+    """:func:`plan_calls` that hands the event loop back while it splits long input."""
+    frame = _frame(settings, policy, mode, history, bool(images), default_answer)
+    segments = await aplan_segments(prompt, response, budget=frame.budget, options=settings.windows)
+    return _specs(settings, frame, segments, images, policy, mode, categories)
+
+
+def check_input(conv: Conversation, *, max_input_chars: int, context_turns: int) -> None:
+    """Refuse an input over ``max_input_chars`` (typed, before any call) and text UTF-8 cannot carry."""
+    history = conv.history[-context_turns:] if context_turns else ()
+    texts = [conv.prompt, conv.response or "", *(t.text for t in history)]
+    total = sum(len(t) for t in texts)
+    if total > max_input_chars:
+        raise InputTooLargeError(
+            f"the input is {total:,} characters, over the max_input_chars limit of {max_input_chars:,}; "
+            "split it, or raise max_input_chars (each ~8,000 characters is one more call)"
+        )
+    for text in texts:
+        ensure_encodable(text)
+
+
+def ensure_encodable(text: str) -> None:
+    """A lone surrogate (half of a UTF-16 pair, e.g. from a bad decode) cannot travel as UTF-8 JSON."""
+    if text.isascii():
+        return
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidInputError(
+            f"the text holds a lone surrogate at position {exc.start} (an unpaired UTF-16 half), which cannot "
+            "be sent as UTF-8; decode the input with errors='replace'"
+        ) from None
+
+
+__all__ = [
+    "DEFAULT_MAX_CONTEXT_TOKENS",
+    "DEFAULT_MAX_INPUT_CHARS",
+    "IMAGE_TOKENS",
+    "NO_USER_TEXT",
+    "CallSettings",
+    "answer_tokens",
+    "aplan_calls",
+    "check_input",
+    "ensure_encodable",
+    "fixed_tokens",
+    "history_tokens",
+    "overhead_tokens",
+    "plan_calls",
+    "text_budget",
+    "trim_history",
+]
