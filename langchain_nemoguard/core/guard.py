@@ -14,8 +14,6 @@ Sync and async share steps 1 and 3; only step 2 differs. ``check`` never raises 
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import json
 import logging
 import os
 import time
@@ -27,18 +25,27 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import httpx
 
+from .budget import (
+    DEFAULT_MAX_CONTEXT_TOKENS,
+    DEFAULT_MAX_INPUT_CHARS,
+    CallSettings,
+    aplan_calls,
+    check_input,
+    plan_calls,
+)
 from .cache import VerdictCache, cache_key
 from .conversation import Conversation, Turn
 from .errors import ConfigurationError, ErrorCode, GuardUnavailableError, InvalidInputError
 from .formats import MODES, CallSpec, Mode, ModelFormat, Nemotron35Format, ParsedCall
+from .formats.base import encode_body
 from .formats.nemotron35 import CONSTRAINED_MAX_TOKENS
+from .formats.reading import DEFAULT_MAX_COMPLETION_CHARS
 from .images import ImageOptions, PreparedImage, aprepare_image, prepare_image
 from .policy import Policy, PolicySet
 from .providers import resolve
-from .taxonomy import BUILTIN_TAXONOMY
-from .transport import RetryPolicy, Transport
-from .verdict import Action, Verdict
-from .windows import WindowOptions, split_windows
+from .transport import DEFAULT_MAX_RESPONSE_BYTES, RetryPolicy, Transport
+from .verdict import Action, Verdict, strictest
+from .windows import WindowOptions
 
 if TYPE_CHECKING:
     from .streaming import StreamOptions
@@ -59,6 +66,7 @@ class _Plan:
     specs: tuple[CallSpec, ...]
     policy: Policy
     mode: Mode
+    deadline: float | None = None  # monotonic; every call of the check ends by then
 
 
 class NemoGuard:
@@ -98,6 +106,11 @@ class NemoGuard:
         headers: Mapping[str, str] | None = None,
         http_client: httpx.Client | None = None,
         http_async_client: httpx.AsyncClient | None = None,
+        deadline: float | None = None,
+        max_context_tokens: int = DEFAULT_MAX_CONTEXT_TOKENS,
+        max_input_chars: int = DEFAULT_MAX_INPUT_CHARS,
+        max_completion_chars: int = DEFAULT_MAX_COMPLETION_CHARS,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     ) -> None:
         if mode not in MODES:
             raise ConfigurationError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
@@ -106,6 +119,13 @@ class NemoGuard:
         if timeout <= 0 or max_retries < 0 or max_concurrency < 1 or context_turns < 0:
             raise ConfigurationError(
                 "timeout must be > 0, max_retries >= 0, max_concurrency >= 1, context_turns >= 0"
+            )
+        if (deadline is not None and not deadline > 0) or min(
+            max_context_tokens, max_input_chars, max_completion_chars, max_response_bytes
+        ) < 1:
+            raise ConfigurationError(
+                "deadline must be > 0; max_context_tokens, max_input_chars, max_completion_chars and "
+                "max_response_bytes must be >= 1"
             )
         endpoint = resolve(base_url, provider, model, api_key)
         if constrain_output and not endpoint.provider.supports_structured_outputs:
@@ -122,6 +142,9 @@ class NemoGuard:
         self.windows = windows or WindowOptions()
         self.image_options = image_options or ImageOptions()
         self.context_turns = context_turns
+        self.max_context_tokens = max_context_tokens
+        self.max_input_chars = max_input_chars
+        self.max_completion_chars = max_completion_chars
         self.on_verdict = on_verdict
         self.audit_think = audit_think
         self.on_audit = on_audit
@@ -139,10 +162,21 @@ class NemoGuard:
             headers=headers,
             http_client=http_client,
             http_async_client=http_async_client,
+            deadline=deadline,
+            max_response_bytes=max_response_bytes,
         )
+        self.deadline = self._transport.deadline
         self._cache: VerdictCache[Verdict] = VerdictCache(maxsize=cache_size, ttl=cache_ttl)
         self._executor: ThreadPoolExecutor | None = None
-        self._counters: dict[str, int] = {"checks": 0, "unsafe": 0, "errors": 0, "fail_open": 0, "calls": 0}
+        self._counters: dict[str, int] = {
+            "checks": 0,
+            "unsafe": 0,
+            "errors": 0,
+            "fail_open": 0,
+            "calls": 0,
+            "think_ignored": 0,
+        }
+        self._warned_think_ignored = False
 
     def __repr__(self) -> str:  # no key, ever
         return (
@@ -167,14 +201,16 @@ class NemoGuard:
         conv = self._conversation(prompt, response, images, messages, conversation)
         pol, md = self._resolve_policy(policy), self._mode(mode)
         started = time.perf_counter()
-        key = self._key(conv, pol, md)
+        deadline = self._transport.deadline_from_now()
+        check_input(conv, max_input_chars=self.max_input_chars, context_turns=self.context_turns)
+        images_ready = [prepare_image(src, self.image_options) for src in conv.images]
+        key = self._key(conv, pol, md, images_ready)
         hit = self._cache.get(key)
         if hit is not None:
             return self._finish(hit)
 
         def compute() -> Verdict:
-            images_ready = [prepare_image(src, self.image_options) for src in conv.images]
-            plan = self._plan(conv, images_ready, pol, md)
+            plan = self._plan(conv, images_ready, pol, md, deadline)
             results = self._execute(plan)
             return self._combine(plan, results, started)
 
@@ -201,7 +237,15 @@ class NemoGuard:
         conv = self._conversation(prompt, response, images, messages, conversation)
         pol, md = self._resolve_policy(policy), self._mode(mode)
         started = time.perf_counter()
-        key = self._key(conv, pol, md)
+        deadline = self._transport.deadline_from_now()
+        check_input(conv, max_input_chars=self.max_input_chars, context_turns=self.context_turns)
+        if conv.images:
+            images_ready = list(
+                await asyncio.gather(*(aprepare_image(src, self.image_options) for src in conv.images))
+            )
+        else:
+            images_ready = []
+        key = self._key(conv, pol, md, images_ready)
         hit = self._cache.get(key)
         if hit is not None:
             return self._finish(hit)
@@ -221,13 +265,7 @@ class NemoGuard:
         fut: asyncio.Future[Verdict] = asyncio.get_running_loop().create_future()
         inflight[key] = fut
         try:
-            if conv.images:
-                images_ready = list(
-                    await asyncio.gather(*(aprepare_image(src, self.image_options) for src in conv.images))
-                )
-            else:
-                images_ready = []
-            plan = self._plan(conv, images_ready, pol, md)
+            plan = await self._aplan(conv, images_ready, pol, md, deadline)
             results = await self._aexecute(plan)
             verdict = self._combine(plan, results, started)
         except BaseException as exc:
@@ -363,7 +401,9 @@ class NemoGuard:
             raise ConfigurationError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
         return mode
 
-    def _key(self, conv: Conversation, policy: Policy, mode: Mode) -> str:
+    def _key(
+        self, conv: Conversation, policy: Policy, mode: Mode, images: Sequence[PreparedImage] = ()
+    ) -> str:
         parts: list[str | bytes] = [
             self.format.name,
             self.model,
@@ -376,59 +416,55 @@ class NemoGuard:
         ]
         if self.context_turns:
             parts += [f"{t.role}:{t.text}" for t in conv.history[-self.context_turns :]]
-        parts += [_image_digest(src) for src in conv.images]
+        parts += [img.digest for img in images]  # what the model sees: prepared bytes, fetched content
         return cache_key(parts)
 
     # --- step 1: plan -------------------------------------------------------------------------------------------
 
-    def _plan(self, conv: Conversation, images: Sequence[PreparedImage], policy: Policy, mode: Mode) -> _Plan:
-        prompt = conv.prompt if conv.prompt.strip() else (IMAGE_ONLY_PROMPT if images else "")
-        prompt_windows = split_windows(prompt, self.windows) if prompt else [""]
-        response_windows = split_windows(conv.response, self.windows) if conv.has_response else []
-        history = self._history(conv.history)
-        categories = mode != "fast" or policy.needs_categories
-        limits = CONSTRAINED_MAX_TOKENS if self.constrain_output else DEFAULT_MAX_TOKENS
-        max_tokens = self.max_tokens or limits[mode]
+    def _call_settings(self) -> CallSettings:
+        return CallSettings(
+            fmt=self.format,
+            windows=self.windows,
+            max_context_tokens=self.max_context_tokens,
+            max_tokens=self.max_tokens,
+            constrain_output=self.constrain_output,
+            max_completion_chars=self.max_completion_chars,
+        )
 
-        # (prompt text, image, response) triples; every call carries user text.
-        triples: list[tuple[str, PreparedImage | None, str | None]] = []
-        first = prompt_windows[0]
-        if images:
-            triples += [(first, img, None) for img in images]
-        else:
-            triples.append((first, None, None))
-        triples += [(w, None, None) for w in prompt_windows[1:]]
-        if response_windows:
-            context = prompt_windows[-1] if prompt.strip() else "(no user message)"
-            if len(prompt_windows) == 1:
-                # the first call judges the prompt and the first response window together
-                t0 = triples[0]
-                triples[0] = (t0[0] if prompt.strip() else context, t0[1], response_windows[0])
-                rest = response_windows[1:]
-            else:
-                rest = response_windows
-            triples += [(context, None, r) for r in rest]
-        specs = []
-        for kwargs in policy.kwarg_variants(think=mode == "think"):
-            taxonomy = policy.taxonomy_view() if kwargs else BUILTIN_TAXONOMY
-            for text, image, resp in triples:
-                if not text.strip():
-                    text = "(no user message)"
-                specs.append(
-                    CallSpec(
-                        prompt=text,
-                        image=image,
-                        response=resp,
-                        history=history,
-                        mode=mode,
-                        categories=categories,
-                        policy_kwargs=kwargs,
-                        taxonomy=taxonomy,
-                        max_tokens=max_tokens,
-                        constrain_output=self.constrain_output,
-                    )
-                )
-        return _Plan(tuple(specs), policy, mode)
+    def _plan_args(
+        self, conv: Conversation, images: Sequence[PreparedImage], policy: Policy, mode: Mode
+    ) -> tuple[Any, ...]:
+        prompt = conv.prompt if conv.prompt.strip() else (IMAGE_ONLY_PROMPT if images else "")
+        response = conv.response if conv.has_response else None
+        history = self._history(conv.history)
+        return (self._call_settings(), prompt, response, images, history, policy, mode)
+
+    def _plan_kwargs(self, policy: Policy, mode: Mode) -> dict[str, Any]:
+        limits = CONSTRAINED_MAX_TOKENS if self.constrain_output else DEFAULT_MAX_TOKENS
+        return {"categories": mode != "fast" or policy.needs_categories, "default_answer": limits[mode]}
+
+    def _plan(
+        self,
+        conv: Conversation,
+        images: Sequence[PreparedImage],
+        policy: Policy,
+        mode: Mode,
+        deadline: float | None = None,
+    ) -> _Plan:
+        specs = plan_calls(*self._plan_args(conv, images, policy, mode), **self._plan_kwargs(policy, mode))
+        return _Plan(specs, policy, mode, deadline)
+
+    async def _aplan(
+        self,
+        conv: Conversation,
+        images: Sequence[PreparedImage],
+        policy: Policy,
+        mode: Mode,
+        deadline: float | None = None,
+    ) -> _Plan:
+        args = self._plan_args(conv, images, policy, mode)
+        specs = await aplan_calls(*args, **self._plan_kwargs(policy, mode))
+        return _Plan(specs, policy, mode, deadline)
 
     def _history(self, history: Sequence[Turn]) -> tuple[tuple[str, str], ...]:
         """The last N earlier turns, reshaped to alternate from ``user`` and end on ``assistant``."""
@@ -449,20 +485,20 @@ class NemoGuard:
     # --- step 2: execute ----------------------------------------------------------------------------------------
 
     def _body(self, spec: CallSpec) -> bytes:
-        return json.dumps(
-            self.format.build(spec, self.model), ensure_ascii=False, separators=(",", ":")
-        ).encode()
+        return encode_body(self.format.build(spec, self.model))
 
-    def _call(self, spec: CallSpec) -> ParsedCall | GuardUnavailableError:
+    def _call(self, spec: CallSpec, deadline: float | None = None) -> ParsedCall | GuardUnavailableError:
         try:
-            completion = self._transport.post("chat/completions", self._body(spec))
+            completion = self._transport.post("chat/completions", self._body(spec), deadline=deadline)
             return self.format.parse(completion, spec)
         except GuardUnavailableError as exc:
             return exc
 
-    async def _acall(self, spec: CallSpec) -> ParsedCall | GuardUnavailableError:
+    async def _acall(
+        self, spec: CallSpec, deadline: float | None = None
+    ) -> ParsedCall | GuardUnavailableError:
         try:
-            completion = await self._transport.apost("chat/completions", self._body(spec))
+            completion = await self._transport.apost("chat/completions", self._body(spec), deadline=deadline)
             return self.format.parse(completion, spec)
         except GuardUnavailableError as exc:
             return exc
@@ -470,8 +506,8 @@ class NemoGuard:
     def _execute(self, plan: _Plan) -> list[ParsedCall | GuardUnavailableError]:
         self._counters["calls"] += len(plan.specs)
         if len(plan.specs) == 1:
-            return [self._call(plan.specs[0])]
-        return list(self._pool().map(self._call, plan.specs))
+            return [self._call(plan.specs[0], plan.deadline)]
+        return list(self._pool().map(lambda spec: self._call(spec, plan.deadline), plan.specs))
 
     def _pool(self) -> ThreadPoolExecutor:
         if self._executor is None:
@@ -481,8 +517,8 @@ class NemoGuard:
     async def _aexecute(self, plan: _Plan) -> list[ParsedCall | GuardUnavailableError]:
         self._counters["calls"] += len(plan.specs)
         if len(plan.specs) == 1:
-            return [await self._acall(plan.specs[0])]
-        return list(await asyncio.gather(*(self._acall(s) for s in plan.specs)))
+            return [await self._acall(plan.specs[0], plan.deadline)]
+        return list(await asyncio.gather(*(self._acall(s, plan.deadline) for s in plan.specs)))
 
     # --- step 3: combine -----------------------------------------------------------------------------------------
 
@@ -497,6 +533,7 @@ class NemoGuard:
         traces: list[str] = []
         raws: list[str] = []
         errors: list[GuardUnavailableError] = []
+        truncated = think_ignored = False
         for spec, res in zip(plan.specs, results, strict=True):
             if isinstance(res, GuardUnavailableError):
                 errors.append(res)
@@ -504,14 +541,18 @@ class NemoGuard:
             raws.append(res.raw)
             if res.reasoning:
                 traces.append(res.reasoning)
-            call_unsafe_user = not res.user_safe
+            call_unsafe_user = res.user_safe is False
             call_unsafe_resp = res.response_safe is False
+            think_ignored |= res.trace_missing
             if spec.response is not None:
                 response_judged = True
+            if call_unsafe_user or call_unsafe_resp:
+                truncated |= res.truncated
             if (call_unsafe_user or call_unsafe_resp) and res.categories:
                 kept, dropped = policy.suppress(res.categories)
                 suppressed += dropped
-                if not kept:  # every reason the call gave is one the policy ignores
+                # every reason the call gave is one the policy ignores - trusted only from a clean, whole answer
+                if not kept and res.clean and not res.truncated:
                     call_unsafe_user = call_unsafe_resp = False
                 categories += kept
             user_unsafe |= call_unsafe_user
@@ -526,16 +567,21 @@ class NemoGuard:
             "reasoning": "\n\n".join(dict.fromkeys(traces)) or None,
             "suppressed_categories": tuple(dict.fromkeys(suppressed)),
             "raw_output": "\n---\n".join(raws) or None,
+            "think_ignored": think_ignored,
         }
         cats = tuple(dict.fromkeys(categories))
         if user_unsafe or response_unsafe:
             # A known-unsafe answer stands even if another call failed: nothing unsafe passes for an outage.
+            action = policy.action_for(cats)
+            if truncated:  # the cut list may have named a stricter category
+                action = strictest([action, *policy.actions.values()])
             return Verdict(
                 user_safe=not user_unsafe,
                 response_safe=(not response_unsafe) if response_judged else None,
                 categories=cats,
                 safe=False,
-                action=policy.action_for(cats),
+                action=action,
+                truncated=truncated,
                 **common,
             )
         if errors:
@@ -567,6 +613,15 @@ class NemoGuard:
     def _finish(self, verdict: Verdict) -> Verdict:
         c = self._counters
         c["checks"] += 1
+        if verdict.think_ignored and not verdict.cached:
+            c["think_ignored"] += 1
+            if not self._warned_think_ignored:
+                self._warned_think_ignored = True
+                logger.warning(
+                    "nemoguard: a THINK check came back without a reasoning trace: the endpoint (%s) ignores "
+                    "enable_thinking; verdicts stand, but have no trace (Verdict.think_ignored). Warned once.",
+                    self.provider,
+                )
         if verdict.error is not None:
             c["errors"] += 1
             if verdict.safe:
@@ -599,35 +654,6 @@ def _policy_set(
     if isinstance(policies, (str, os.PathLike)):
         return PolicySet.load(Path(policies))
     return PolicySet(policies)
-
-
-def _image_digest(src: Any) -> bytes:
-    """A cheap identity for an unprepared image source, for cache keys (no decoding)."""
-    h = hashlib.blake2b(digest_size=16)
-    if isinstance(src, (bytes, bytearray, memoryview)):
-        h.update(b"b")
-        h.update(src)
-    elif isinstance(src, str) and not src.startswith(("data:", "http://", "https://")):
-        st = _stat(src)
-        h.update(f"p{src}\x00{st}".encode())
-    elif isinstance(src, (str, os.PathLike)):
-        s = os.fspath(src)
-        h.update(f"s{s}\x00{_stat(s) if isinstance(src, os.PathLike) else ''}".encode())
-    else:  # a Pillow image
-        tobytes = getattr(src, "tobytes", None)
-        if tobytes is None:
-            raise InvalidInputError(f"unsupported image type {type(src).__name__}")
-        h.update(f"i{getattr(src, 'mode', '')}{getattr(src, 'size', '')}".encode())
-        h.update(tobytes())
-    return h.digest()
-
-
-def _stat(path: str) -> str:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return "missing"
-    return f"{st.st_size}:{st.st_mtime_ns}"
 
 
 __all__ = ["DEFAULT_MAX_TOKENS", "IMAGE_ONLY_PROMPT", "ErrorCode", "NemoGuard"]
