@@ -183,22 +183,29 @@ def scan_answer(content: str, reasoning: str | None = None, *, cut: bool = False
     parts.append(content[pos:])
     outside = "".join(parts)
 
+    # what is left of the tags (any spelling): pairs in another spelling, open traces, orphan closers
     open_trace = False
-    marker: str | None = None
-    openers = closers = 0
+    orphans = pairs = 0
     for m in _ANY_TAG.finditer(outside):
-        if m.group(1):
-            closers += 1
+        if not m.group(1):
+            if open_trace:
+                pairs += 1  # an opener inside an open trace: one more marker
+            open_trace = True
+        elif open_trace:
+            open_trace = False
+            pairs += 1
         else:
-            openers += 1
-    if openers:
-        open_trace = True
+            orphans += 1
+    marker: str | None = None
+    if open_trace:
         marker = "unterminated <think> block"
-    elif closers > 1:
+    elif orphans > 1:
         marker = "more than one </think> marker"
-    elif closers:
+    elif orphans:
         marker = "a </think> marker without an opening <think>"
-    if marker is None and any(_ANY_TAG.search(t) for t in traces):
+    elif pairs:
+        marker = "a reasoning trace tagged other than <think>...</think>"
+    elif any(_ANY_TAG.search(t) for t in traces):
         marker = "a trace marker inside a <think> trace"
 
     answer = Answer(
@@ -253,16 +260,15 @@ def decide(
     result, or raise :class:`VerdictParseError`. ``extra_unsafe``: fields a format reads as unsafe on its own
     terms (8B: any JSON value but ``safe``). ``categories``: the format's own list, if it has a better one."""
     unsafe = set(answer.unsafe) | set(extra_unsafe)
+    fields: Mapping[str, str] = clean.fields if isinstance(clean, Clean) else {}
+    # a clean value of "unsafe" is always a reading too; kept here so the two can never disagree
+    unsafe |= {f for f, v in fields.items() if v == "unsafe"}
     if isinstance(clean, Clean):
         clean = _check_fields(clean, expect)
-    if isinstance(clean, Clean):
-        # a clean value of "unsafe" is always a reading too; kept here so the two can never disagree
-        unsafe |= {f for f, v in clean.fields.items() if v == "unsafe"}
     trace_missing = think and not answer.has_trace and not answer.open_trace
 
     if unsafe:
         tidy = isinstance(clean, Clean) and not answer.cut and answer.marker is None
-        fields: Mapping[str, str] = clean.fields if isinstance(clean, Clean) else {}
 
         def rating(name: str) -> bool | None:
             if name in unsafe:
