@@ -607,7 +607,7 @@ class Transport:
                 if r.is_stream_consumed:  # a transport that read the body itself (e.g. httpx.MockTransport)
                     reader.feed(r.content)
                 else:
-                    for chunk in r.iter_raw(_CHUNK):
+                    for chunk in r.iter_raw():
                         reader.feed(chunk)
                         if reader.done:
                             break
@@ -752,7 +752,7 @@ class Transport:
             if r.is_stream_consumed:
                 reader.feed(r.content)
             else:
-                async for chunk in r.aiter_raw(_CHUNK):
+                async for chunk in r.aiter_raw():
                     reader.feed(chunk)
                     if reader.done:
                         break
