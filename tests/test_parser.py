@@ -200,4 +200,22 @@ def test_constrained_think_regex_admits_real_traces() -> None:
     assert regex.fullmatch("<think>\nends inside a tag </think\n</think>" + verdict)
     assert not regex.fullmatch("<think>\nearly </think> close\n</think>" + verdict)
     assert not regex.fullmatch("<think>\nbell \x07\n</think>" + verdict)
-    assert not regex.fullmatch("<think>\n" + "a" * 2100 + "\n</think>" + verdict)
+    assert regex.fullmatch("<think>\n" + "a" * 5000 + "\n</think>" + verdict)  # the answer budget bounds it
+    bounded = re.compile(verdict_regex(CallSpec(prompt="p", mode="think"), max_trace_chars=100))
+    assert bounded.fullmatch("<think>\n" + "a < b " * 16 + "\n</think>User Safety: safe")
+    assert not bounded.fullmatch("<think>\n" + "a" * 101 + "\n</think>User Safety: safe")
+
+
+def test_trace_regex_admits_exactly_the_texts_without_a_closing_tag() -> None:
+    import random
+
+    from langchain_nemoguard.core.formats.nemotron35 import trace_regex
+
+    unbounded, bounded = re.compile(trace_regex()), re.compile(trace_regex(60))
+    rng = random.Random(7)
+    for _ in range(20_000):
+        text = "".join(rng.choice("</thinka>\n\x01é") for _ in range(rng.randint(0, 18)))
+        printable = "\x01" not in text
+        assert (unbounded.fullmatch(text) is not None) == ("</think>" not in text and printable), text
+        if "<<<<<<" not in text:
+            assert (bounded.fullmatch(text) is not None) == ("</think>" not in text and printable), text

@@ -40,19 +40,23 @@ _CLEAN_LINE: Final = re.compile(r"(user safety|response safety|safety categories
 _KEYS: Final = {"user safety": USER, "response safety": RESPONSE, "safety categories": "categories"}
 
 # Structured output (vLLM only): the verdict lines the model may emit. Category names: up to four, 40 printable
-# ASCII characters each. A THINK trace: up to 2000 units of printable text (any printable Unicode, angle
-# brackets included; NVIDIA's published traces exceed 900 characters and 8 of 37 contain < or >), built so that
-# it can never contain ``</think>`` itself. A unit is one character, or one run that starts with ``<``.
+# ASCII characters each. A THINK trace: printable text of any length (any printable Unicode, angle brackets
+# included: NVIDIA's published traces exceed 900 characters and 8 of 37 contain < or >), built so that it can
+# never contain ``</think>`` itself. Its length is bounded by the answer budget (max_tokens), not the regex: a
+# bounded repetition of this pattern costs xgrammar about 0.05 ms per unit of bound on every token (100 ms a
+# token at 2000), an unbounded one a fraction of a millisecond. ``Nemotron35Format(max_trace_chars=N)`` bounds
+# it anyway, which forces even a degenerate model (the test tier's random one) to close its trace.
 _CATEGORY_RE = r"[A-Za-z0-9 /()&'._-]{1,40}"
 _NOT_CTRL = r"\x00-\x08\x0b-\x1f\x7f"
 _THINK_TAIL = "/think>"
 
 
-def _trace_regex(units: int) -> str:
+def trace_regex(units: int | None = None) -> str:
     """Printable text with no ``</think>`` in it: the complement of one word, from its matching automaton.
 
     After a ``<`` the text may run on through a prefix of ``/think>`` and then either restart at another ``<``
-    or leave with any character that does not continue the prefix; it may also end inside a prefix."""
+    or leave with any character that does not continue the prefix; it may also end inside a prefix.
+    ``units``: at most this many characters or ``<`` runs (and at most five ``<`` in a row); None: unbounded."""
 
     def prefixes(last: int) -> str:  # an optional prefix of "/think" ("", "/", "/t", ... "/think")
         out = ""
@@ -64,14 +68,15 @@ def _trace_regex(units: int) -> str:
     for k, ch in enumerate(_THINK_TAIL):
         leave.append(re.escape(_THINK_TAIL[:k]) + f"[^{re.escape(ch)}<{_NOT_CTRL}]")
     restart = prefixes(len(_THINK_TAIL) - 1) + "<"
-    block = f"<(?:{restart}){{0,4}}(?:{'|'.join(leave)})"
-    tail = f"(?:<(?:{restart}){{0,4}}{prefixes(len(_THINK_TAIL) - 1)})?"
-    return f"(?:[^<{_NOT_CTRL}]|{block}){{0,{units}}}{tail}"
+    runs = "*" if units is None else "{0,4}"
+    block = f"<(?:{restart}){runs}(?:{'|'.join(leave)})"
+    tail = f"(?:<(?:{restart}){runs}{prefixes(len(_THINK_TAIL) - 1)})?"
+    count = "*" if units is None else f"{{0,{units}}}"
+    return f"(?:[^<{_NOT_CTRL}]|{block}){count}{tail}"
 
 
-_TRACE_RE = _trace_regex(2000)
-# Tokens for the answer under structured output. THINK: a 2000-character trace is about 600 tokens with
-# Gemma's tokenizer; 1280 leaves room for traces of denser text, and a cut answer is an error, never a verdict.
+# Tokens for the answer under structured output. THINK: traces run 38-184 tokens (NeMo's measurements) and
+# NVIDIA's longest printed ones are a few hundred; 1280 closes them all, and a cut answer is an error.
 CONSTRAINED_MAX_TOKENS = {"fast": 48, "categories": 256, "think": 1280}
 _VERDICT_RE = "(safe|unsafe)"
 
@@ -85,9 +90,18 @@ _REST_TOKENS: Final = 240
 
 
 class Nemotron35Format:
-    """The default format: server-side template, kwargs, plain verdict lines."""
+    """The default format: server-side template, kwargs, plain verdict lines.
+
+    ``max_trace_chars``: with ``constrain_output``, bound a THINK trace to this many characters in the regex
+    (see ``trace_regex``); None (the default) leaves the answer budget to bound it.
+    """
 
     name = "nemotron-3.5"
+
+    def __init__(self, *, max_trace_chars: int | None = None) -> None:
+        if max_trace_chars is not None and max_trace_chars < 1:
+            raise ValueError("max_trace_chars must be at least 1")
+        self.max_trace_chars = max_trace_chars
 
     def build(self, spec: CallSpec, model: str) -> dict[str, Any]:
         if not spec.prompt.strip():
@@ -121,7 +135,7 @@ class Nemotron35Format:
             "chat_template_kwargs": kwargs,
         }
         if spec.constrain_output:
-            body["structured_outputs"] = {"regex": verdict_regex(spec)}
+            body["structured_outputs"] = {"regex": verdict_regex(spec, max_trace_chars=self.max_trace_chars)}
         return body
 
     def parse(self, completion: Mapping[str, Any], spec: CallSpec) -> ParsedCall:
@@ -174,10 +188,9 @@ def _clean_lines(text: str) -> Clean | str:
     fields: dict[str, str] = {}
     categories: tuple[str, ...] = ()
     seen: set[str] = set()
-    for raw_line in text.splitlines():  # every Unicode line break ends a line
-        line = raw_line.strip()
-        if not line:
-            continue
+    # every Unicode line break ends a line; blank lines are skipped in C (a clean answer has at most three
+    # others, so the loop below ends by the fourth: a duplicate or an unexpected line)
+    for line in filter(None, map(str.strip, text.splitlines())):
         m = _CLEAN_LINE.match(line)
         if m is None:
             return f"unexpected line in verdict: {line[:80]!r}"
@@ -196,7 +209,7 @@ def _clean_lines(text: str) -> Clean | str:
     return Clean(fields, categories)
 
 
-def verdict_regex(spec: CallSpec) -> str:
+def verdict_regex(spec: CallSpec, *, max_trace_chars: int | None = None) -> str:
     """A regex for vLLM's ``structured_outputs`` that only admits a well-formed verdict for this call."""
     out = f"User Safety: {_VERDICT_RE}"
     if spec.response is not None:
@@ -204,8 +217,8 @@ def verdict_regex(spec: CallSpec) -> str:
     if spec.categories:
         out += f"(\nSafety Categories: {_CATEGORY_RE}(, {_CATEGORY_RE}){{0,3}})?"
     if spec.mode == "think":
-        out = rf"<think>\n{_TRACE_RE}\n</think>" + out
+        out = rf"<think>\n{trace_regex(max_trace_chars)}\n</think>" + out
     return out
 
 
-__all__ = ["CONSTRAINED_MAX_TOKENS", "Nemotron35Format", "parse_verdict_text", "verdict_regex"]
+__all__ = ["CONSTRAINED_MAX_TOKENS", "Nemotron35Format", "parse_verdict_text", "trace_regex", "verdict_regex"]
