@@ -82,12 +82,20 @@ _READING: Final = re.compile(
     r"(?P<field>user|response)[\s_*\-]*+safety[" + _SEP_CHARS + r"]*+(?P<value>unsafe|safe)\b",
     re.IGNORECASE,
 )
+# The same readings on ASCII text lowered once: case-sensitive patterns that start with a literal, which the
+# regex engine skips to at C speed (five times faster than the case-insensitive scan, and this text is the
+# common case). Lowering ASCII keeps every index, so categories are cut from the original by position.
+_ASCII_READINGS: Final = tuple(
+    (name, re.compile(name + r"[\s_*\-]*+safety[" + _SEP_CHARS + r"]*+(?P<value>unsafe|safe)\b"))
+    for name in (USER, RESPONSE)
+)
 # R6. The rest of the line: anything up to the next line break str.splitlines() would honour.
 _LINE_BREAKS = "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
-_CATEGORIES: Final = re.compile(
-    r"safety[\s_*\-]*+categor(?:ies|y)(?P<sep>[" + _SEP_CHARS + r"]*+)(?P<rest>[^" + _LINE_BREAKS + r"]*+)",
-    re.IGNORECASE,
+_CATEGORIES_BODY = (
+    r"safety[\s_*\-]*+categor(?:ies|y)(?P<sep>[" + _SEP_CHARS + r"]*+)(?P<rest>[^" + _LINE_BREAKS + r"]*+)"
 )
+_CATEGORIES: Final = re.compile(_CATEGORIES_BODY, re.IGNORECASE)
+_ASCII_CATEGORIES: Final = re.compile(_CATEGORIES_BODY)
 _ANY_TAG: Final = re.compile(r"<(/?)think>", re.IGNORECASE)
 _ENTRY_STRIP: Final = " \t\"'`*_[]{}"
 _PLACEHOLDERS: Final = frozenset({"none", "n/a", "na", "null", "nil", "-", "nothing"})
@@ -184,18 +192,8 @@ def scan_answer(content: str, reasoning: str | None = None, *, cut: bool = False
     outside = "".join(parts)
 
     # what is left of the tags (any spelling): pairs in another spelling, open traces, orphan closers
-    open_trace = False
-    orphans = pairs = 0
-    for m in _ANY_TAG.finditer(outside):
-        if not m.group(1):
-            if open_trace:
-                pairs += 1  # an opener inside an open trace: one more marker
-            open_trace = True
-        elif open_trace:
-            open_trace = False
-            pairs += 1
-        else:
-            orphans += 1
+    low = outside.lower() if outside.isascii() else None
+    open_trace, orphans, pairs = _leftover_tags(outside, low)
     marker: str | None = None
     if open_trace:
         marker = "unterminated <think> block"
@@ -205,7 +203,7 @@ def scan_answer(content: str, reasoning: str | None = None, *, cut: bool = False
         marker = "a </think> marker without an opening <think>"
     elif pairs:
         marker = "a reasoning trace tagged other than <think>...</think>"
-    elif any(_ANY_TAG.search(t) for t in traces):
+    elif any("think>" in t.lower() and _ANY_TAG.search(t) for t in traces):
         marker = "a trace marker inside a <think> trace"
 
     answer = Answer(
@@ -218,24 +216,58 @@ def scan_answer(content: str, reasoning: str | None = None, *, cut: bool = False
         open_trace=open_trace,
         marker=marker,
     )
-    for text in (outside, reasoning or ""):
-        if not text:
-            continue
+    _read(answer, outside, low)
+    if reasoning:
+        _read(answer, reasoning, reasoning.lower() if reasoning.isascii() else None)
+    return answer
+
+
+def _leftover_tags(text: str, low: str | None) -> tuple[bool, int, int]:
+    """``(open trace, orphan closers, other markers)`` among the tags left after the closed traces."""
+    if low is not None:  # ASCII: counts and the last tag's kind say it all, without a match object per tag
+        openers, closers = low.count(OPEN), low.count(CLOSE)
+        if not openers:
+            return False, closers, 0
+        return low.rfind(OPEN) > low.rfind(CLOSE), 0, openers + closers
+    open_trace = False
+    orphans = pairs = 0
+    for m in _ANY_TAG.finditer(text):
+        if not m.group(1):
+            pairs += open_trace  # an opener inside an open trace: one more marker
+            open_trace = True
+        elif open_trace:
+            open_trace = False
+            pairs += 1
+        else:
+            orphans += 1
+    return open_trace, orphans, pairs
+
+
+def _read(answer: Answer, text: str, low: str | None) -> None:
+    """R3, R4, R6 over one text: unsafe readings and categories lines. ``low``: the text lowered, if ASCII."""
+    if low is not None:
+        for name, pattern in _ASCII_READINGS:
+            if name not in answer.unsafe and any(m.group("value") == "unsafe" for m in pattern.finditer(low)):
+                answer.unsafe.add(name)
+        matches = _ASCII_CATEGORIES.finditer(low)
+    else:
         for m in _READING.finditer(text):
             if m.group("value").lower() == "unsafe":
                 answer.unsafe.add(USER if m.group("field").lower() == USER else RESPONSE)
-        for m in _CATEGORIES.finditer(text):
-            rest, quote = m.group("rest"), m.group("sep").rstrip()[-1:]
-            if quote in ('"', "'"):  # a quoted value (JSON): it ends at its closing quote
-                rest = rest.split(quote, 1)[0]
-            answer.categories += split_categories(rest)
-    return answer
+        matches = _CATEGORIES.finditer(text)
+    for m in matches:
+        if len(answer.categories) >= MAX_CATEGORIES:
+            break
+        rest, quote = text[m.start("rest") : m.end("rest")], m.group("sep").rstrip()[-1:]
+        if quote in ('"', "'"):  # a quoted value (JSON): it ends at its closing quote
+            rest = rest.split(quote, 1)[0]
+        answer.categories += split_categories(rest)
 
 
 def split_categories(text: str) -> list[str]:
     """R6 for one categories value: comma-separated entries, decoration and placeholders dropped."""
     out: list[str] = []
-    for entry in text.split(","):
+    for entry in text.split(",", MAX_CATEGORIES)[:MAX_CATEGORIES]:  # bounded: never a million entries
         name = entry.strip(_ENTRY_STRIP).rstrip(".;:").strip(_ENTRY_STRIP)
         if name.endswith(")") and "(" not in name:
             name = name[:-1].strip(_ENTRY_STRIP)
