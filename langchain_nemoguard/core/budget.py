@@ -13,6 +13,7 @@ calls, and text the encoder cannot send (a lone surrogate) is refused before any
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
@@ -227,6 +228,8 @@ async def aplan_calls(
     """:func:`plan_calls` that hands the event loop back while it splits long input."""
     frame = _frame(settings, policy, mode, history, bool(images), default_answer)
     segments = await aplan_segments(prompt, response, budget=frame.budget, options=settings.windows)
+    if len(segments) > 64:
+        await asyncio.sleep(0)  # building hundreds of specs takes a millisecond of its own
     return _specs(settings, frame, segments, images, policy, mode, categories)
 
 

@@ -60,6 +60,8 @@ def _quarters(text: str, start: int = 0, end: int | None = None) -> int:
         return 4 * chars - 3 * letters
     # cost = a + 4o + 2*n2 + 4*n3 + 8*n4 = 4*chars - 3a - 2*n2 + 4*n4, counting characters by their first byte
     classes = raw.translate(_CLASS_TABLE)
+    if size == 3 * chars and classes.count(b"3") == chars:  # CJK text: one count instead of three
+        return 4 * chars
     return 4 * chars - 3 * classes.count(b"a") - 2 * classes.count(b"2") + 4 * classes.count(b"4")
 
 
@@ -125,16 +127,16 @@ def _advance(text: str, start: int, budget: int) -> int:
     """The largest ``end`` such that ``text[start:end]`` costs at most ``budget`` quarter tokens."""
     n = len(text)
     end, spent = start, 0
-    step = max(1, min(_CHUNK, budget))
-    while end < n:
-        stop = min(n, end + step)
+    while end < n and spent < budget:
+        # every character costs at least one quarter: never read more than the budget left can hold
+        stop = min(n, end + _CHUNK, end + budget - spent)
         cost = _quarters(text, end, stop)
         if spent + cost <= budget:
             spent += cost
             end = stop
             continue
         return end + _largest(partial(_span, text, end), 0, 0, stop - end, cost, budget - spent)
-    return n
+    return end
 
 
 def _retreat(text: str, end: int, budget: int) -> int:
