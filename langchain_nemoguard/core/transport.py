@@ -53,6 +53,7 @@ from tenacity import (
     stop_after_attempt,
     stop_any,
 )
+from tenacity.stop import stop_base
 
 from .errors import (
     ErrorCode,
@@ -223,6 +224,16 @@ def _decode(
     if not isinstance(data, dict):
         raise GuardUnavailableError(ErrorCode.BAD_RESPONSE, "the response body is not a JSON object")
     return data
+
+
+class _OutOfTime(stop_base):
+    """Stop retrying when the next pause would reach the check's deadline."""
+
+    def __init__(self, deadline: float) -> None:
+        self.deadline = deadline
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        return time.monotonic() + retry_state.upcoming_sleep >= self.deadline
 
 
 class _Body:
@@ -524,7 +535,7 @@ class Transport:
             return min(exc.retry_after, self.retry.max_retry_after)
         if len(self.pool.endpoints) > 1 and self.pool.has_healthy_other(None):
             return 0.0
-        base = min(self.retry.backoff_max, self.retry.backoff_initial * 2 ** (failures - 1))
+        base = min(self.retry.backoff_max, self.retry.backoff_initial * 2.0 ** (failures - 1))
         return base + random.uniform(0, self.retry.backoff_initial)
 
     def _retry_kwargs(self, deadline: float) -> dict[str, Any]:
@@ -536,11 +547,8 @@ class Transport:
             exc = state.outcome.exception() if state.outcome else None
             return self._delay(exc, state.attempt_number + 1)
 
-        def out_of_time(state: RetryCallState) -> bool:
-            return time.monotonic() + state.upcoming_sleep >= deadline
-
         return {
-            "stop": stop_any(stop_after_attempt(self._attempts() - 1), out_of_time),
+            "stop": stop_any(stop_after_attempt(self._attempts() - 1), _OutOfTime(deadline)),
             "wait": wait,
             "retry": retry_if_exception(_retryable),
             "reraise": True,
