@@ -586,7 +586,8 @@ class Transport:
         if self._http_client is None:
             with self._client_lock:
                 if self._http_client is None:
-                    if urllib.request.getproxies():
+                    proxies = urllib.request.getproxies()
+                    if any(proxies.get(scheme) for scheme in ("http", "https", "all")):
                         # proxy variables are set: let httpx route by them (its own transports; the deadline is
                         # then kept between reads, see the module docstring)
                         limits = httpx.Limits(

@@ -142,3 +142,18 @@ async def test_a_key_echoed_in_an_error_body_is_redacted(
 async def test_an_honest_endpoint_still_answers(server: MisbehavingServer) -> None:
     assert (await run(NemoGuard(server.url("ok")), True)).safe
     assert (await run(NemoGuard(server.url("ok")), False)).safe
+
+
+def test_proxy_variables_still_route_through_httpx(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The built-in client keeps honouring HTTP(S)_PROXY (httpx's own transports, deadline kept between reads);
+    # NO_PROXY alone changes nothing.
+    monkeypatch.setenv("NO_PROXY", "example.test")
+    plain = NemoGuard("http://127.0.0.1:9/v1")
+    plain._transport._client()
+    assert plain._transport._sockets_clamped
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.invalid:3128")
+    proxied = NemoGuard("http://127.0.0.1:9/v1")
+    proxied._transport._client()
+    assert not proxied._transport._sockets_clamped
+    plain.close()
+    proxied.close()
