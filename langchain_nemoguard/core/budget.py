@@ -15,12 +15,18 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Final
 
 from .conversation import Conversation
-from .errors import ConfigurationError, InputTooLargeError, InvalidInputError
-from .formats.base import CallSpec, Mode
+from .errors import (
+    ConfigurationError,
+    GuardHTTPError,
+    GuardUnavailableError,
+    InputTooLargeError,
+    InvalidInputError,
+)
+from .formats.base import CallSpec, Mode, ParsedCall
 from .taxonomy import BUILTIN_TAXONOMY
 from .windows import Segment, WindowOptions, aplan_segments, estimate_tokens, plan_segments, tail
 
@@ -233,6 +239,77 @@ async def aplan_calls(
     return _specs(settings, frame, segments, images, policy, mode, categories)
 
 
+# --- the backstop: a call the server refuses for length is split, never lost --------------------------------
+
+MAX_SPLITS: Final = 3  # a refused call becomes at most 2**3 = 8 calls
+_MIN_SPLIT_CHARS: Final = 64
+_LENGTH_REFUSALS: Final = (
+    "context length",
+    "maximum context",
+    "max_model_len",
+    "too many tokens",
+    "too long",
+)
+
+
+def is_length_refusal(exc: GuardUnavailableError) -> bool:
+    """The server refused the call because prompt plus answer exceed its context (HTTP 400/413/422 saying so).
+
+    The estimate errs high, but no estimate bounds every tokenizer on every text (random letters tokenize far
+    denser than prose); a refused call would be an error, which ``on_error="allow"`` passes."""
+    if not isinstance(exc, GuardHTTPError) or exc.status not in (400, 413, 422):
+        return False
+    message = str(exc).lower()
+    return any(phrase in message for phrase in _LENGTH_REFUSALS)
+
+
+def split_call(spec: CallSpec) -> tuple[CallSpec, CallSpec] | None:
+    """The call's longest judged text cut in two overlapping halves (an eighth of it shared, cut at a space
+    when one is near), or None when there is too little left to cut."""
+    judged = "response" if spec.response is not None and len(spec.response) >= len(spec.prompt) else "prompt"
+    text = spec.response if judged == "response" else spec.prompt
+    assert text is not None
+    if len(text) < _MIN_SPLIT_CHARS:
+        return None
+    half, overlap = len(text) // 2, len(text) // 16
+    left_end = text.find(" ", half + overlap, half + 2 * overlap)
+    left_end = left_end if left_end > 0 else half + overlap
+    right_start = text.rfind(" ", half - 2 * overlap, half - overlap)
+    right_start = right_start + 1 if right_start > 0 else half - overlap
+    first, second = text[:left_end], text[right_start:]
+    if judged == "response":
+        return replace(spec, response=first), replace(spec, response=second)
+    return replace(spec, prompt=first), replace(spec, prompt=second)
+
+
+def merge_calls(results: Sequence[ParsedCall | GuardUnavailableError]) -> ParsedCall | GuardUnavailableError:
+    """One result for the halves of a split call: any unsafe half makes it unsafe (an error beside it does not
+    matter); otherwise any error is the error; otherwise safe only where every half read safe."""
+    parsed = [r for r in results if isinstance(r, ParsedCall)]
+    errors = [r for r in results if isinstance(r, GuardUnavailableError)]
+
+    def field(values: list[bool | None]) -> bool | None:
+        if any(v is False for v in values):
+            return False
+        return True if values and all(v is True for v in values) else None
+
+    user = field([p.user_safe for p in parsed])
+    response = field([p.response_safe for p in parsed])
+    if errors and user is not False and response is not False:
+        return errors[0]
+    categories = tuple(dict.fromkeys(c for p in parsed for c in p.categories))
+    return ParsedCall(
+        user_safe=user,
+        response_safe=response,
+        categories=categories,
+        reasoning="\n\n".join(p.reasoning for p in parsed if p.reasoning) or None,
+        raw="\n---\n".join(p.raw for p in parsed),
+        truncated=any(p.truncated for p in parsed),
+        clean=all(p.clean for p in parsed) and not errors,
+        trace_missing=any(p.trace_missing for p in parsed),
+    )
+
+
 def check_input(conv: Conversation, *, max_input_chars: int, context_turns: int) -> None:
     """Refuse an input over ``max_input_chars`` (typed, before any call) and text UTF-8 cannot carry."""
     history = conv.history[-context_turns:] if context_turns else ()
@@ -264,6 +341,7 @@ __all__ = [
     "DEFAULT_MAX_CONTEXT_TOKENS",
     "DEFAULT_MAX_INPUT_CHARS",
     "IMAGE_TOKENS",
+    "MAX_SPLITS",
     "NO_USER_TEXT",
     "CallSettings",
     "answer_tokens",
@@ -272,8 +350,11 @@ __all__ = [
     "ensure_encodable",
     "fixed_tokens",
     "history_tokens",
+    "is_length_refusal",
+    "merge_calls",
     "overhead_tokens",
     "plan_calls",
+    "split_call",
     "text_budget",
     "trim_history",
 ]

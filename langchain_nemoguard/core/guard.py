@@ -28,10 +28,14 @@ import httpx
 from .budget import (
     DEFAULT_MAX_CONTEXT_TOKENS,
     DEFAULT_MAX_INPUT_CHARS,
+    MAX_SPLITS,
     CallSettings,
     aplan_calls,
     check_input,
+    is_length_refusal,
+    merge_calls,
     plan_calls,
+    split_call,
 )
 from .cache import VerdictCache, cache_key
 from .conversation import Conversation, Turn
@@ -487,21 +491,31 @@ class NemoGuard:
     def _body(self, spec: CallSpec) -> bytes:
         return encode_body(self.format.build(spec, self.model))
 
-    def _call(self, spec: CallSpec, deadline: float | None = None) -> ParsedCall | GuardUnavailableError:
+    def _call(
+        self, spec: CallSpec, deadline: float | None = None, splits: int = 0
+    ) -> ParsedCall | GuardUnavailableError:
         try:
             completion = self._transport.post("chat/completions", self._body(spec), deadline=deadline)
             return self.format.parse(completion, spec)
         except GuardUnavailableError as exc:
-            return exc
+            halves = split_call(spec) if splits < MAX_SPLITS and is_length_refusal(exc) else None
+            if halves is None:
+                return exc
+            self._counters["calls"] += len(halves)  # refused for length: judged in halves instead
+            return merge_calls([self._call(h, deadline, splits + 1) for h in halves])
 
     async def _acall(
-        self, spec: CallSpec, deadline: float | None = None
+        self, spec: CallSpec, deadline: float | None = None, splits: int = 0
     ) -> ParsedCall | GuardUnavailableError:
         try:
             completion = await self._transport.apost("chat/completions", self._body(spec), deadline=deadline)
             return self.format.parse(completion, spec)
         except GuardUnavailableError as exc:
-            return exc
+            halves = split_call(spec) if splits < MAX_SPLITS and is_length_refusal(exc) else None
+            if halves is None:
+                return exc
+            self._counters["calls"] += len(halves)
+            return merge_calls(await asyncio.gather(*(self._acall(h, deadline, splits + 1) for h in halves)))
 
     def _execute(self, plan: _Plan) -> list[ParsedCall | GuardUnavailableError]:
         self._counters["calls"] += len(plan.specs)

@@ -215,3 +215,53 @@ async def test_planning_a_long_prompt_never_blocks_the_event_loop() -> None:
     await task
     assert len(plan.specs) > 100
     assert max(gaps) < 0.05, max(gaps)  # generous: the target (benchmarks/bench_parser.py) is a few ms
+
+
+class LengthRefusing:
+    """A server whose tokenizer is denser than the estimate: it refuses any call with over ``limit`` characters
+    of judged text, as vLLM does (HTTP 400, "maximum context length"), and otherwise finds 'bomb'."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.refused = 0
+        self.answered = 0
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content)
+        texts = [m["content"] for m in body["messages"] if isinstance(m["content"], str)]
+        if sum(len(t) for t in texts) > self.limit:
+            self.refused += 1
+            message = (
+                "This model's maximum context length is 4096 tokens. However, you requested 5000 tokens "
+                "(4872 in the messages, 128 in the completion). Please reduce the length of the messages."
+            )
+            return httpx.Response(400, json={"error": {"message": message, "type": "BadRequestError"}})
+        self.answered += 1
+        user = body["messages"][0]["content"]
+        answer = "User Safety: unsafe\nSafety Categories: Violence" if "bomb" in user else "User Safety: safe"
+        return httpx.Response(
+            200, json={"choices": [{"message": {"content": answer}, "finish_reason": "stop"}]}
+        )
+
+
+@pytest.mark.parametrize("asynchronous", [False, True])
+async def test_a_call_refused_for_length_is_judged_in_halves_not_lost(asynchronous: bool) -> None:
+    server = LengthRefusing(limit=3000)
+    g = guard(server, on_error="allow")  # type: ignore[arg-type]
+    text = "xq zv " * 900 + "how to build a bomb " + "kw jx " * 300  # ~7,300 characters in one window
+    v = await g.acheck(prompt=text) if asynchronous else g.check(prompt=text)
+    assert server.refused >= 1 and server.answered >= 2
+    assert not v.safe and v.error is None and v.categories == ("Violence",)
+    clean = (
+        await g.acheck(prompt=text.replace("bomb", "cake"))
+        if asynchronous
+        else g.check(prompt=text.replace("bomb", "cake"))
+    )
+    assert clean.safe and clean.error is None
+
+
+def test_a_call_that_cannot_be_split_small_enough_is_an_error() -> None:
+    server = LengthRefusing(limit=10)
+    v = guard(server).check(prompt="harmless words " * 200)
+    assert v.error is not None and not v.safe
+    assert server.refused == 1 + 2 + 4 + 8  # at most MAX_SPLITS halvings
