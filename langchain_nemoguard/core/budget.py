@@ -199,6 +199,7 @@ def _specs(
 
 
 NO_USER_TEXT: Final = "(no user message)"
+_PLAN_INLINE_CHARS: Final = 16_384
 
 
 def plan_calls(
@@ -232,6 +233,18 @@ async def aplan_calls(
     default_answer: int,
 ) -> tuple[CallSpec, ...]:
     """:func:`plan_calls` that hands the event loop back while it splits long input."""
+    if len(prompt) + len(response or "") <= _PLAN_INLINE_CHARS:  # well under a millisecond: no yielding
+        return plan_calls(
+            settings,
+            prompt,
+            response,
+            images,
+            history,
+            policy,
+            mode,
+            categories=categories,
+            default_answer=default_answer,
+        )
     frame = _frame(settings, policy, mode, history, bool(images), default_answer)
     segments = await aplan_segments(prompt, response, budget=frame.budget, options=settings.windows)
     if len(segments) > 64:

@@ -773,7 +773,10 @@ class Transport:
         deadline = self.deadline_from_now() if deadline is None else deadline
         state = self.loop_state()
         try:
-            async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
+            if state.semaphore.locked():  # waiting for a slot counts against the deadline too
+                async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
+                    await state.semaphore.acquire()
+            else:
                 await state.semaphore.acquire()
         except TimeoutError:
             raise GuardTimeoutError(

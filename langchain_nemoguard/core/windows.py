@@ -203,6 +203,11 @@ def iter_segments(
     No call holds more than ``budget`` estimated tokens of text, nor a window over ``options.max_tokens``.
     """
     opts = options.capped(budget)
+    # every character costs at most two tokens: short texts need no counting at all (the common case)
+    short = 2 * (len(prompt) + len(response or "")) <= opts.max_tokens
+    if short:
+        yield Segment(prompt, response)
+        return
     if response is None:
         for window in iter_windows(prompt, opts):
             yield Segment(window)

@@ -178,7 +178,9 @@ def scan_answer(content: str, reasoning: str | None = None, *, cut: bool = False
     parts: list[str] = []
     traces: list[str] = []
     pos = 0
-    while True:  # NeMo Guardrails' non-greedy strip, with str.find: linear even for a million openers
+    while (
+        "<" in content
+    ):  # NeMo Guardrails' non-greedy strip, with str.find: linear even for a million openers
         start = content.find(OPEN, pos)
         if start < 0:
             break
@@ -193,7 +195,7 @@ def scan_answer(content: str, reasoning: str | None = None, *, cut: bool = False
 
     # what is left of the tags (any spelling): pairs in another spelling, open traces, orphan closers
     low = outside.lower() if outside.isascii() else None
-    open_trace, orphans, pairs = _leftover_tags(outside, low)
+    open_trace, orphans, pairs = _leftover_tags(outside, low) if "<" in outside else (False, 0, 0)
     marker: str | None = None
     if open_trace:
         marker = "unterminated <think> block"
@@ -246,6 +248,8 @@ def _leftover_tags(text: str, low: str | None) -> tuple[bool, int, int]:
 def _read(answer: Answer, text: str, low: str | None) -> None:
     """R3, R4, R6 over one text: unsafe readings and categories lines. ``low``: the text lowered, if ASCII."""
     if low is not None:
+        if "safety" not in low:  # every reading and every categories line names it
+            return
         for name, pattern in _ASCII_READINGS:
             if name not in answer.unsafe and any(m.group("value") == "unsafe" for m in pattern.finditer(low)):
                 answer.unsafe.add(name)
