@@ -487,8 +487,8 @@ class Transport:
         self.timeout = timeout
         self.retry = retry or RetryPolicy()
         self.max_concurrency = max_concurrency
-        # about one full timeout per try: what a check may take, retries and backoff included
-        self.deadline = deadline if deadline is not None else timeout * (self.retry.max_retries + 1)
+        # one full timeout per try (retries, plus one failover try per extra endpoint): what a check may take
+        self.deadline = deadline if deadline is not None else timeout * self._attempts()
         self.max_response_bytes = max_response_bytes
         self._headers = {
             "Content-Type": "application/json",
