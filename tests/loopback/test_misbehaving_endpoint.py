@@ -16,7 +16,7 @@ import httpx
 import pytest
 from misbehaving import MisbehavingServer
 
-from langchain_nemoguard import ErrorCode, NemoGuard
+from langchain_nemoguard import ErrorCode, NemoGuard, TransportOptions
 
 KEY = "nvapi-TOP-SECRET-0123456789abcdef"
 DEADLINE = 0.6
@@ -44,7 +44,9 @@ async def test_no_endpoint_holds_a_check_past_its_deadline(
     server: MisbehavingServer, behaviour: str, asynchronous: bool
 ) -> None:
     # timeout alone would allow 3 x 10 s here (and a trickle defeats a per-read timeout forever)
-    guard = NemoGuard(server.url(behaviour), timeout=10, max_retries=2, deadline=DEADLINE)
+    guard = NemoGuard(
+        server.url(behaviour), timeout=10, max_retries=2, transport=TransportOptions(deadline=DEADLINE)
+    )
     t0 = time.monotonic()
     v = await run(guard, asynchronous)
     elapsed = time.monotonic() - t0
@@ -57,7 +59,9 @@ async def test_no_endpoint_holds_a_check_past_its_deadline(
 async def test_fail_open_after_the_deadline_is_still_on_time(
     server: MisbehavingServer, asynchronous: bool
 ) -> None:
-    guard = NemoGuard(server.url("trickle"), timeout=10, deadline=DEADLINE, on_error="allow")
+    guard = NemoGuard(
+        server.url("trickle"), timeout=10, transport=TransportOptions(deadline=DEADLINE), on_error="allow"
+    )
     t0 = time.monotonic()
     v = await run(guard, asynchronous)
     assert v.safe and v.error is ErrorCode.TIMEOUT
@@ -71,9 +75,8 @@ async def test_a_callers_own_httpx_client_is_held_to_the_deadline_too(
 ) -> None:
     client = httpx.Client(timeout=30) if not asynchronous else None
     aclient = httpx.AsyncClient(timeout=30) if asynchronous else None
-    guard = NemoGuard(
-        server.url(behaviour), timeout=10, deadline=DEADLINE, http_client=client, http_async_client=aclient
-    )
+    options = TransportOptions(deadline=DEADLINE, http_client=client, http_async_client=aclient)
+    guard = NemoGuard(server.url(behaviour), timeout=10, transport=options)
     t0 = time.monotonic()
     v = await run(guard, asynchronous)
     assert v.error is ErrorCode.TIMEOUT
@@ -86,7 +89,8 @@ async def test_a_callers_own_httpx_client_is_held_to_the_deadline_too(
 
 def test_default_deadline_is_about_timeout_times_tries() -> None:
     assert NemoGuard("http://127.0.0.1:9/v1", timeout=2, max_retries=2).deadline == pytest.approx(6.0)
-    assert NemoGuard("http://127.0.0.1:9/v1", timeout=2, deadline=0.5).deadline == 0.5
+    short = NemoGuard("http://127.0.0.1:9/v1", timeout=2, transport=TransportOptions(deadline=0.5))
+    assert short.deadline == 0.5
 
 
 @pytest.mark.parametrize("asynchronous", [False, True], ids=["sync", "async"])
@@ -95,7 +99,8 @@ async def test_a_huge_body_is_refused_while_it_is_read(
     server: MisbehavingServer, behaviour: str, asynchronous: bool
 ) -> None:
     limit = 1024 * 1024
-    guard = NemoGuard(server.url(behaviour), max_response_bytes=limit, max_retries=0, timeout=20)
+    options = TransportOptions(max_response_bytes=limit)
+    guard = NemoGuard(server.url(behaviour), transport=options, max_retries=0, timeout=20)
     tracemalloc.start()
     try:
         v = await run(guard, asynchronous)

@@ -12,7 +12,7 @@ import httpx
 import pytest
 from PIL import Image
 
-from langchain_nemoguard import Action, ImageOptions, NemoGuard, Policy
+from langchain_nemoguard import Action, ImageOptions, NemoGuard, Policy, TransportOptions
 
 
 class Counting:
@@ -36,8 +36,10 @@ class Counting:
 def guard(handler: Counting, **kw: object) -> NemoGuard:
     return NemoGuard(
         "http://guard.test/v1",
-        http_client=httpx.Client(transport=httpx.MockTransport(handler)),
-        http_async_client=httpx.AsyncClient(transport=httpx.MockTransport(handler)),
+        transport=TransportOptions(
+            http_client=httpx.Client(transport=httpx.MockTransport(handler)),
+            http_async_client=httpx.AsyncClient(transport=httpx.MockTransport(handler)),
+        ),
         **kw,  # type: ignore[arg-type]
     )
 
@@ -105,7 +107,7 @@ async def test_fetched_remote_content_is_in_the_key(asynchronous: bool) -> None:
         async_transport=httpx.MockTransport(origin),
     )
     h = Counting()
-    g = guard(h, image_options=opts)
+    g = guard(h, images=opts)
     url = "https://images.example/cat.png"
 
     async def check() -> None:

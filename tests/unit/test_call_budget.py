@@ -11,13 +11,11 @@ import pytest
 
 from langchain_nemoguard import (
     ConfigurationError,
-    InputTooLargeError,
     InvalidInputError,
     NemoGuard,
     Policy,
+    TransportOptions,
     WindowOptions,
-    estimate_tokens,
-    split_windows,
 )
 from langchain_nemoguard.core.budget import (
     DEFAULT_MAX_CONTEXT_TOKENS,
@@ -25,8 +23,9 @@ from langchain_nemoguard.core.budget import (
     TURN_TOKENS,
     trim_history,
 )
+from langchain_nemoguard.core.errors import InputTooLargeError
 from langchain_nemoguard.core.formats import Nemotron35Format
-from langchain_nemoguard.core.windows import iter_segments
+from langchain_nemoguard.core.windows import estimate_tokens, iter_segments, split_windows
 
 
 class Recorder:
@@ -44,11 +43,14 @@ class Recorder:
         )
 
 
-def guard(rec: Recorder, **kw: object) -> NemoGuard:
+def guard(rec: Recorder, windows: WindowOptions | None = None, **kw: object) -> NemoGuard:
     return NemoGuard(
         "http://guard.test/v1",
-        http_client=httpx.Client(transport=httpx.MockTransport(rec)),
-        http_async_client=httpx.AsyncClient(transport=httpx.MockTransport(rec)),
+        transport=TransportOptions(
+            http_client=httpx.Client(transport=httpx.MockTransport(rec)),
+            http_async_client=httpx.AsyncClient(transport=httpx.MockTransport(rec)),
+        ),
+        windows=windows,
         **kw,  # type: ignore[arg-type]
     )
 
@@ -79,7 +81,7 @@ def words(n_tokens: int, seed: str = "w") -> str:
 
 
 def test_the_default_context_is_what_nemoguard_serve_serves() -> None:
-    from langchain_nemoguard.serve import ServeOptions
+    from langchain_nemoguard.cli.vllm_server import ServeOptions
 
     assert DEFAULT_MAX_CONTEXT_TOKENS == ServeOptions().max_model_len == 4096
 
@@ -107,7 +109,7 @@ def test_every_call_fits_the_served_context(
 def test_policy_text_and_history_count_against_the_context() -> None:
     rec = Recorder()
     long_policy = Policy(name="p", description=words(1200, "d"), disallowed=["weapons"])
-    g = guard(rec, policy=long_policy, context_turns=6, mode="think")
+    g = guard(rec, WindowOptions(context_turns=6), policy=long_policy, mode="think")
     history = []
     for i in range(3):
         history += [{"role": "user", "content": words(2000, f"u{i}")}, {"role": "assistant", "content": "ok"}]
@@ -122,7 +124,7 @@ def test_a_context_too_small_for_the_policy_is_a_configuration_error() -> None:
     g = guard(Recorder(), policy=Policy(name="p", description=words(3800, "d"), disallowed=["x"]))
     with pytest.raises(ConfigurationError, match="max_context_tokens=4096 leaves"):
         g.check(prompt="hi")
-    assert guard(Recorder(), max_context_tokens=8192, policy=g.policy).check(prompt="hi").safe
+    assert guard(Recorder(), WindowOptions(max_context_tokens=8192), policy=g.policy).check(prompt="hi").safe
 
 
 def test_images_count_against_the_budget() -> None:
@@ -148,14 +150,14 @@ def test_trim_history_keeps_the_newest_pairs_and_alternation() -> None:
 
 async def test_max_input_chars_refuses_before_any_call() -> None:
     rec = Recorder()
-    g = guard(rec, max_input_chars=1000)
+    g = guard(rec, WindowOptions(max_input_chars=1000))
     with pytest.raises(InputTooLargeError, match="max_input_chars"):
         g.check(prompt="x" * 600, response="y" * 600)
     with pytest.raises(InputTooLargeError):
         await g.acheck(prompt="x" * 1001)
     assert rec.bodies == []
     assert g.check(prompt="x" * 900).safe
-    assert NemoGuard("http://g.test/v1").max_input_chars == 400_000
+    assert NemoGuard("http://g.test/v1").windows.max_input_chars == 400_000
 
 
 @pytest.mark.parametrize("where", ["prompt", "response"])
@@ -193,7 +195,7 @@ def test_segments_cover_prompt_and_response_whole() -> None:
 
 
 async def test_planning_a_long_prompt_never_blocks_the_event_loop() -> None:
-    g = guard(Recorder(), max_input_chars=2_000_000)
+    g = guard(Recorder(), WindowOptions(max_input_chars=2_000_000))
     text = ("炸弹是危险的 words and more words " * 60_000)[:1_000_000]
     gaps: list[float] = []
     done = asyncio.Event()

@@ -126,7 +126,7 @@ def test_response_only_json_verdict_is_read() -> None:
     assert parse('{"Response Safety": "unsafe", "Safety Categories": "Threat"}').response_safe is False
     # the user text is context judged by another call: a response-only answer can be safe
     assert parse('{"Response Safety": "safe"}', judge_prompt=False).response_safe is True
-    from langchain_nemoguard import VerdictParseError
+    from langchain_nemoguard.core.errors import VerdictParseError
 
     with pytest.raises(VerdictParseError, match="missing User Safety"):
         parse('{"Response Safety": "safe"}')

@@ -8,7 +8,7 @@ import logging
 import httpx
 import pytest
 
-from langchain_nemoguard import Action, NemoGuard, Policy
+from langchain_nemoguard import Action, NemoGuard, Policy, TransportOptions
 
 
 def answering(content: str, finish: str = "stop", **kw: object) -> NemoGuard:
@@ -19,8 +19,10 @@ def answering(content: str, finish: str = "stop", **kw: object) -> NemoGuard:
 
     return NemoGuard(
         "http://guard.test/v1",
-        http_client=httpx.Client(transport=httpx.MockTransport(handler)),
-        http_async_client=httpx.AsyncClient(transport=httpx.MockTransport(handler)),
+        transport=TransportOptions(
+            http_client=httpx.Client(transport=httpx.MockTransport(handler)),
+            http_async_client=httpx.AsyncClient(transport=httpx.MockTransport(handler)),
+        ),
         **kw,  # type: ignore[arg-type]
     )
 

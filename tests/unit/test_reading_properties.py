@@ -27,7 +27,8 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from langchain_nemoguard import NemoGuard, VerdictParseError
+from langchain_nemoguard import CacheOptions, NemoGuard, TransportOptions
+from langchain_nemoguard.core.errors import VerdictParseError
 from langchain_nemoguard.core.formats import CallSpec, NemoGuard8BFormat, Nemotron35Format
 
 
@@ -237,9 +238,9 @@ def _guard(content: str | None, reasoning: str | None, on_error: str, finish: st
     return NemoGuard(
         "http://guard.test/v1",
         on_error=on_error,  # type: ignore[arg-type]
-        cache_size=0,
+        cache=CacheOptions(size=0),
         max_retries=0,
-        http_client=httpx.Client(transport=httpx.MockTransport(handler)),
+        transport=TransportOptions(http_client=httpx.Client(transport=httpx.MockTransport(handler))),
     )
 
 

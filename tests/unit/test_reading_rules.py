@@ -11,7 +11,8 @@ import time
 
 import pytest
 
-from langchain_nemoguard import ErrorCode, VerdictParseError
+from langchain_nemoguard import ErrorCode
+from langchain_nemoguard.core.errors import VerdictParseError
 from langchain_nemoguard.core.formats import CallSpec, Nemotron35Format, parse_verdict_text
 from langchain_nemoguard.core.formats.reading import DEFAULT_MAX_COMPLETION_CHARS
 

@@ -286,7 +286,6 @@ TIER_TRACE_CHARS = 240
 def guard(vllm_server: VLLMEndpoint, **kwargs: Any) -> NemoGuard:
     mode = kwargs.get("mode", "categories")
     max_tokens = CATEGORIES_MAX_TOKENS if mode == "categories" else None
-    # the production THINK regex leaves the trace's length to the answer budget; the tier bounds it
     model_format = Nemotron35Format(max_trace_chars=TIER_TRACE_CHARS) if mode == "think" else None
     if mode == "think":
         kwargs.setdefault("timeout", 60.0)  # a bounded regex costs the CPU build milliseconds per token
