@@ -12,7 +12,7 @@ Two tables, every figure a median of ``--runs`` repetitions measured in this run
 2. **Planner**: milliseconds to split a 100 KB / 1 MB prompt (English-like and CJK) into the calls of one check,
    and the longest the event loop went without running another task meanwhile (a ticker that only yields).
    *Before*: the windows module at the baseline (one regex match per character), run inside the loop as the
-   old ``acheck`` did. *After*: ``budget.aplan_calls``, which yields to the loop between windows.
+   old ``acheck`` did. *After*: ``plan.aplan_calls``, which yields to the loop between windows.
 
 Targets (issue 8): a hostile 1 MB completion decided in < 20 ms; a 1 MB prompt planned in < 20 ms with loop
 lag < 5 ms.
@@ -40,9 +40,11 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from langchain_nemoguard.core import Policy, VerdictParseError
-from langchain_nemoguard.core.budget import CallSettings, aplan_calls
+from langchain_nemoguard.core.conversation import Conversation
+from langchain_nemoguard.core.errors import VerdictParseError
 from langchain_nemoguard.core.formats import CallSpec, Nemotron35Format
+from langchain_nemoguard.core.plan import aplan_calls
+from langchain_nemoguard.core.policy import Policy
 from langchain_nemoguard.core.windows import WindowOptions
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -223,7 +225,7 @@ async def _loop_lag(work: Callable[[], Any]) -> tuple[float, float]:
 
 def planner_table(runs: int) -> list[dict[str, Any]]:
     old = load_baseline("baseline_windows", "langchain_nemoguard/core/windows.py")
-    settings = CallSettings(fmt=Nemotron35Format(), windows=WindowOptions())
+    fmt, windows = Nemotron35Format(), WindowOptions()
     policy = Policy()
     rows = []
     for kind in ("English-like", "CJK"):
@@ -231,9 +233,8 @@ def planner_table(runs: int) -> list[dict[str, Any]]:
             text = prompt_text(kind, size)
 
             def after(text: str = text) -> Any:
-                return aplan_calls(
-                    settings, text, None, [], (), policy, "categories", categories=True, default_answer=128
-                )
+                conv = Conversation(prompt=text)  # built outside the guard: the input limit is not in play
+                return aplan_calls(conv, [], policy, "categories", model_format=fmt, windows=windows)
 
             def before(text: str = text) -> Any:
                 assert old is not None
@@ -241,7 +242,7 @@ def planner_table(runs: int) -> list[dict[str, Any]]:
 
             after_runs = [asyncio.run(_loop_lag(after)) for _ in range(runs)]
             before_runs = [asyncio.run(_loop_lag(before)) for _ in range(max(1, runs // 2))] if old else []
-            calls = len(asyncio.run(after()))
+            calls = len(asyncio.run(after()).specs)
             rows.append(
                 {
                     "prompt": f"{label} {kind}",
