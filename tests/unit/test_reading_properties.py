@@ -202,6 +202,7 @@ def json_output(draw: st.DrawFn) -> str:
 @given(text=json_output(), with_response=st.booleans())
 @example(text='{"User Safety": " safe"}', with_response=False)
 @example(text='{"User Safety": "safe", "Response Safety": "maybe"}', with_response=True)
+@example(text='{"User Safety": "safe", "Safety Categories": null}', with_response=False)
 def test_never_more_lenient_than_nemo_guardrails_8b(text: str, with_response: bool) -> None:
     spec = CallSpec(prompt="p", response="r" if with_response else None)
     got = ours(NemoGuard8BFormat(), text, spec)

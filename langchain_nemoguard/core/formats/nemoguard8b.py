@@ -151,7 +151,7 @@ def _clean_json(data: Any) -> Clean | str:
         if not isinstance(value, str) or value.lower() not in ("safe", "unsafe"):
             return f"{key} must be 'safe' or 'unsafe', got {str(value)[:20]!r}"
         fields[name] = value.lower()
-    raw_cats = data.get("Safety Categories")
-    if raw_cats is not None and not isinstance(raw_cats, str):
+    raw_cats = data.get("Safety Categories", "")
+    if not isinstance(raw_cats, str):  # an explicit null too: NeMo Guardrails' parser fails on it
         return "Safety Categories must be a comma-separated string"
-    return Clean(fields, tuple(split_categories(raw_cats or "")))
+    return Clean(fields, tuple(split_categories(raw_cats)))
