@@ -2,10 +2,15 @@
 
 A check is planned, executed and combined:
 
+0. before anything is sent: the input is held to ``windows.max_input_chars`` and to what UTF-8 can carry
+   (:mod:`.budget`), the check's deadline starts, and images are prepared, so the cache key covers what the
+   model will see;
 1. plan (pure, :mod:`.plan`): the conversation becomes one or more :class:`CallSpec` - one per text window, one
-   per image (the model takes one image per call, always with text), one per policy variant;
+   per image (the model takes one image per call, always with text), one per policy variant - each within the
+   served context;
 2. execute (I/O, here): the calls go out concurrently - ``asyncio.gather`` in ``acheck``, a thread pool in
-   ``check``;
+   ``check`` - and all end by the check's deadline; a call the server still refuses for length is judged in
+   overlapping halves;
 3. combine (pure, :mod:`.combine`): any unsafe call makes the verdict unsafe; categories merge; suppressed
    categories are dropped; the policy picks the action; failures follow ``on_error`` and are labelled as
    outages.
