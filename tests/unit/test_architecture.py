@@ -51,7 +51,8 @@ PUBLIC = [
 ]
 
 # Third-party packages the core may use; frameworks and the simulator's server stack are not among them.
-CORE_THIRD_PARTY = {"aiohttp", "httpx", "PIL", "pydantic", "tenacity", "yaml"}
+# httpcore (httpx's own transport, a declared dependency): the sync client's sockets held to the check's deadline.
+CORE_THIRD_PARTY = {"aiohttp", "httpcore", "httpx", "PIL", "pydantic", "tenacity", "yaml"}
 DECLARED_LAZY = ("guard.py", "wrap", "langchain_nemoguard.langchain.runnable")
 
 
