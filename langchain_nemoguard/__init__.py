@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .core.conversation import Conversation
+    from .core.coverage import CoverageOptions
     from .core.errors import (
         ConfigurationError,
         ContentBlockedError,
@@ -52,6 +53,7 @@ _WHERE = MappingProxyType(
         "CacheOptions": "core.options",
         "CallOptions": "core.options",
         "AuditOptions": "core.options",
+        "CoverageOptions": "core.coverage",
         "ImageOptions": "core.images",
         "WindowOptions": "core.windows",
         "StreamOptions": "core.windows",
@@ -91,6 +93,7 @@ __all__ = [
     "ConfigurationError",
     "ContentBlockedError",
     "Conversation",
+    "CoverageOptions",
     "ErrorCode",
     "GuardUnavailableError",
     "GuardedRunnable",

@@ -15,6 +15,7 @@ from typing import Literal
 from litellm.types.proxy.guardrails.guardrail_hooks.base import GuardrailConfigModel
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from langchain_nemoguard.core.coverage import CoverageOptions
 from langchain_nemoguard.core.errors import ConfigurationError
 from langchain_nemoguard.core.guard import NemoGuard
 from langchain_nemoguard.core.policy import Policy, PolicySet
@@ -43,8 +44,10 @@ class NemoGuardrailSettings(BaseModel):
     )
     timeout: float | None = Field(None, gt=0, description="seconds per guard call attempt (default 10)")
     max_retries: int = Field(2, ge=0, description="retries after a failed guard call")
-    action: Literal["block", "rewrite", "log"] | None = Field(
-        None, description="what an unsafe verdict does unless the policy maps the category itself"
+    unsafe_action: Literal["block", "rewrite", "log"] | None = Field(
+        None,
+        description="what an unsafe verdict does unless the policy maps the category itself (not `action`: "
+        "that key is LiteLLM's own)",
     )
     stream_window_chars: int = Field(_STREAM_DEFAULTS.window_chars, ge=1, description="text judged per call")
     stream_overlap_chars: int = Field(_STREAM_DEFAULTS.overlap_chars, ge=0, description="overlap")
@@ -52,9 +55,15 @@ class NemoGuardrailSettings(BaseModel):
         _STREAM_DEFAULTS.first_window_chars, ge=1, description="a smaller first window (sooner first token)"
     )
     stream_pass_through: bool = Field(False, description="release chunks at once (unsafe text can leak)")
-    allow_request_policy: bool = Field(
-        True, description="a request may name its policy in metadata (never below a key's or team's)"
+    request_policies: tuple[str, ...] = Field(
+        (),
+        description="policies a request may choose for itself (empty: requests cannot choose; a policy pinned "
+        "on the key or team always wins)",
     )
+    check_system: bool = Field(True, description="judge system and developer messages (cached per prompt)")
+    check_tool_results: bool = Field(True, description="judge tool results sent to the model")
+    check_reasoning: bool = Field(True, description="judge the model's reasoning content")
+    check_embeddings: bool = Field(False, description="judge embedding inputs")
 
     @classmethod
     def from_params(cls, params: dict[str, object]) -> NemoGuardrailSettings:
@@ -64,6 +73,15 @@ class NemoGuardrailSettings(BaseModel):
         except ValidationError as exc:
             problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
             raise ConfigurationError(f"NemoGuardrail settings are invalid: {problems}") from None
+
+    def coverage(self) -> CoverageOptions:
+        """Which optional channels are judged (the core's coverage rule)."""
+        return CoverageOptions(
+            check_system=self.check_system,
+            check_tool_results=self.check_tool_results,
+            check_reasoning=self.check_reasoning,
+            check_embeddings=self.check_embeddings,
+        )
 
     def stream_options(self) -> StreamOptions:
         """The hold-back windows these settings describe."""
@@ -105,18 +123,29 @@ def resolve_env(value: str | None) -> str | None:
 
 
 def build_guard(settings: NemoGuardrailSettings, on_error: Literal["block", "allow"]) -> NemoGuard:
-    """The guard a config entry describes. ``action`` is every policy's default action (through the core's
-    one override path, ``Policy.with_overrides(default_action=...)``): a category a policy maps keeps its own."""
+    """The guard a config entry describes. ``unsafe_action`` is every policy's default action (through the
+    core's one override path, ``Policy.with_overrides(default_action=...)``): a category a policy maps keeps its
+    own. Every policy named by ``policy`` or ``request_policies`` must exist."""
+    action = settings.unsafe_action
     policies: PolicySet | None = None
     if settings.policy_file is not None:
         loaded = PolicySet.load(policy_path(settings.policy_file))
         policies = PolicySet(
-            {name: p.with_overrides(default_action=settings.action) for name, p in loaded.items()},
+            {name: p.with_overrides(default_action=action) for name, p in loaded.items()},
             default=loaded.default_name,
         )
+    named = [n for n in (settings.policy, *settings.request_policies) if n is not None]
+    missing = [n for n in named if policies is None or n not in policies]
+    if missing:
+        where = "the policy file" if policies is not None else "any policy file (set policy_file)"
+        raise ConfigurationError(f"policies {', '.join(map(repr, missing))} are not defined in {where}")
     default_policy: Policy | str | None = settings.policy
-    if policies is None and settings.action is not None and settings.policy is None:
-        default_policy = Policy().with_overrides(default_action=settings.action)
+    if policies is None and action is not None:
+        default_policy = Policy().with_overrides(default_action=action)
+    for key in ("api_base", "api_key"):
+        if getattr(settings, key) == "None":
+            # LiteLLM resolves an unset os.environ/NAME reference of these two keys to the string "None"
+            raise ConfigurationError(f"{key} is 'None': an os.environ/ reference whose variable is not set?")
     return NemoGuard(
         base_url=resolve_env(settings.api_base),
         provider=settings.provider,
@@ -129,6 +158,7 @@ def build_guard(settings: NemoGuardrailSettings, on_error: Literal["block", "all
         timeout=float(settings.timeout) if settings.timeout else 10.0,
         max_retries=settings.max_retries,
         stream=settings.stream_options(),
+        coverage=settings.coverage(),
     )
 
 

@@ -65,7 +65,7 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.epilog = (
         "named data sets: xstest, openai-moderation (both packaged), rtp-lx, multijail, mhc, polyguard,\n"
         "polyguard-code, polyguard-cyber, labels (--list shows where each is found; NEMOGUARD_DATA_DIR is searched)\n"
-        "exit status: 0 every example judged, 2 some without a verdict, or bad arguments/data"
+        "exit status: 0 every example judged, 2 bad arguments or data, 3 some examples without a verdict"
     )
     p.add_argument("dataset", nargs="?", help="a data set name, or a CSV/JSONL/JSON file or data folder")
     p.add_argument("--path", help="where a named data set's files are (file or folder)")
@@ -328,4 +328,6 @@ def _write_report(path: Path, args: argparse.Namespace, *, expected: int) -> int
         file=sys.stderr,
     )
     o = summary["overall"]
-    return 0 if o["errors"] == 0 and summary["missing"] == 0 else 2
+    from .exits import EXIT_NO_VERDICT
+
+    return 0 if o["errors"] == 0 and summary["missing"] == 0 else EXIT_NO_VERDICT

@@ -12,12 +12,14 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .conversation import Conversation, Turn
+    from .coverage import CoverageOptions
     from .errors import (
         ConfigurationError,
         ContentBlockedError,
         ErrorCode,
         GuardUnavailableError,
         ImageError,
+        InputTooLargeError,
         InvalidInputError,
         NemoGuardError,
         PolicyNotFoundError,
@@ -40,10 +42,12 @@ _WHERE = MappingProxyType(
         "ConfigurationError": "errors",
         "ContentBlockedError": "errors",
         "Conversation": "conversation",
+        "CoverageOptions": "coverage",
         "ErrorCode": "errors",
         "GuardUnavailableError": "errors",
         "ImageError": "errors",
         "ImageOptions": "images",
+        "InputTooLargeError": "errors",
         "InvalidInputError": "errors",
         "NemoGuard": "guard",
         "NemoGuardError": "errors",
@@ -79,10 +83,12 @@ __all__ = [
     "ConfigurationError",
     "ContentBlockedError",
     "Conversation",
+    "CoverageOptions",
     "ErrorCode",
     "GuardUnavailableError",
     "ImageError",
     "ImageOptions",
+    "InputTooLargeError",
     "InvalidInputError",
     "NemoGuard",
     "NemoGuardError",

@@ -1,8 +1,8 @@
 """The verdict cache, in one place: keys, a bounded LRU with a TTL, and single-flight, sync and async.
 
-Keys are hashes of everything that can change a verdict (model, mode, kwargs, policy, texts, image bytes), so
-a hit is always a verdict for exactly the same question. Errors are never cached: an outage must not outlive
-itself. Single-flight: identical checks that run at the same time share one computation (threads share a
+Keys are hashes of everything that can change a verdict (model, mode, kwargs, policy, texts, the prepared image
+bytes), so a hit is always a verdict for exactly the same question. Errors are never cached: an outage must not
+outlive itself. Single-flight: identical checks that run at the same time share one computation (threads share a
 ``concurrent.futures.Future``; tasks on one event loop share an ``asyncio.Future``, kept per loop because
 futures cannot cross loops). All state hangs off the guard's cache instance.
 """
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import os
 import threading
 import time
 import weakref
@@ -19,12 +18,11 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
-
-from .errors import InvalidInputError
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 if TYPE_CHECKING:
     from .conversation import Conversation
+    from .images import PreparedImage
     from .policy import Policy
 
 T = TypeVar("T")
@@ -43,6 +41,7 @@ def verdict_key(
     conv: Conversation,
     policy: Policy,
     mode: str,
+    images: Sequence[PreparedImage] = (),
     *,
     format_name: str,
     model: str,
@@ -50,7 +49,11 @@ def verdict_key(
     constrain_output: bool,
     context_turns: int,
 ) -> str:
-    """The cache key of one check: every input that can change its verdict or its action."""
+    """The cache key of one check: every input that can change its verdict or its action.
+
+    Images count by what the model is shown: ``images`` are ``conv.images`` prepared (decoded, converted,
+    resized; a remote one fetched), keyed by the digest of those bytes, never by a path, a size or an mtime.
+    """
     parts: list[str | bytes] = [
         format_name,
         model,
@@ -63,37 +66,8 @@ def verdict_key(
     ]
     if context_turns:
         parts += [f"{t.role}:{t.text}" for t in conv.history[-context_turns:]]
-    parts += [image_identity(src) for src in conv.images]
+    parts += [img.digest for img in images]  # what the model sees: prepared bytes, fetched content
     return cache_key(parts)
-
-
-def image_identity(src: Any) -> bytes:
-    """A cheap identity for an unprepared image source, for cache keys (no decoding)."""
-    h = hashlib.blake2b(digest_size=16)
-    if isinstance(src, (bytes, bytearray, memoryview)):
-        h.update(b"b")
-        h.update(src)
-    elif isinstance(src, str) and not src.startswith(("data:", "http://", "https://")):
-        st = _stat(src)
-        h.update(f"p{src}\x00{st}".encode())
-    elif isinstance(src, (str, os.PathLike)):
-        s = os.fspath(src)
-        h.update(f"s{s}\x00{_stat(s) if isinstance(src, os.PathLike) else ''}".encode())
-    else:  # a Pillow image
-        tobytes = getattr(src, "tobytes", None)
-        if tobytes is None:
-            raise InvalidInputError(f"unsupported image type {type(src).__name__}")
-        h.update(f"i{getattr(src, 'mode', '')}{getattr(src, 'size', '')}".encode())
-        h.update(tobytes())
-    return h.digest()
-
-
-def _stat(path: str) -> str:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return "missing"
-    return f"{st.st_size}:{st.st_mtime_ns}"
 
 
 @dataclass(slots=True)

@@ -2,9 +2,15 @@
 
 * Any unsafe call makes the verdict unsafe; a known-unsafe answer stands even if another call failed, so
   nothing unsafe passes for an outage (the safety rule "never lose an explicit unsafe").
+* An unsafe reading is ``False``; a field a call did not rate (``None``) is not unsafe, and not safe either:
+  only a clean answer reads safe (the parser's rules, ``formats/reading.py``).
 * Categories merge in order; categories the policy ignores are dropped, and a call whose every reason is
-  ignored counts as safe.
-* The policy picks the action from the remaining categories.
+  ignored counts as safe - but only when its answer was clean and whole: a messy or cut answer may have named
+  more than was read, so its unsafe reading stands.
+* The policy picks the action from the remaining categories; an unsafe answer that was cut (``truncated``)
+  takes the strictest action the policy can give, since the cut list may have named a stricter category.
+* ``think_ignored``: a THINK call came back without a trace (the endpoint ignored the request); ``simulator``:
+  an answer came from the interface simulator. Both mark the verdict and change nothing else.
 * Scores (:mod:`.formats.scores`): a field's score is the largest over the calls that rated it, and is known
   only when every such call returned one (a call that failed, or whose unsafe reading the policy suppressed,
   leaves it unknown). ``Policy.threshold`` flags a rating the model called safe whose score reaches it; it
@@ -21,7 +27,7 @@ from typing import Any, Literal
 from .errors import GuardUnavailableError
 from .formats.base import CallSpec, ParsedCall
 from .plan import Plan
-from .verdict import Action, Verdict
+from .verdict import Action, Verdict, strictest
 
 OnError = Literal["block", "allow"]
 
@@ -43,6 +49,7 @@ def combine(
     traces: list[str] = []
     raws: list[str] = []
     errors: list[GuardUnavailableError] = []
+    truncated = think_ignored = False
     scores = _Scores()
     for spec, res in zip(plan.specs, results, strict=True):
         if isinstance(res, GuardUnavailableError):
@@ -52,14 +59,18 @@ def combine(
         raws.append(res.raw)
         if res.reasoning:
             traces.append(res.reasoning)
-        call_unsafe_user = not res.user_safe
+        call_unsafe_user = res.user_safe is False
         call_unsafe_resp = res.response_safe is False
+        think_ignored |= res.trace_missing
         if spec.response is not None:
             response_judged = True
+        if call_unsafe_user or call_unsafe_resp:
+            truncated |= res.truncated
         if (call_unsafe_user or call_unsafe_resp) and res.categories:
             kept, dropped = policy.suppress(res.categories)
             suppressed += dropped
-            if not kept:  # every reason the call gave is one the policy ignores
+            # every reason the call gave is one the policy ignores - trusted only from a clean, whole answer
+            if not kept and res.clean and not res.truncated:
                 call_unsafe_user = call_unsafe_resp = False
                 scores.unknown(spec)  # the model's P(unsafe) is not a probability of unsafe under this policy
             categories += kept
@@ -79,16 +90,21 @@ def combine(
         "suppressed_categories": tuple(dict.fromkeys(suppressed)),
         "raw_output": "\n---\n".join(raws) or None,
         "simulator": any(isinstance(r, ParsedCall) and r.simulator for r in results),
+        "think_ignored": think_ignored,
         **scores.fields(),
     }
     cats = tuple(dict.fromkeys(categories))
     if user_unsafe or response_unsafe:
+        action = policy.action_for(cats)
+        if truncated:  # the cut list may have named a stricter category
+            action = strictest([action, *policy.actions.values()])
         return Verdict(
             user_safe=not user_unsafe,
             response_safe=(not response_unsafe) if response_judged else None,
             categories=cats,
             safe=False,
-            action=policy.action_for(cats),
+            action=action,
+            truncated=truncated,
             **common,
         )
     if errors:

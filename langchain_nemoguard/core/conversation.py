@@ -98,20 +98,21 @@ class Conversation:
         """Build from OpenAI chat ``messages``.
 
         The judged turn is the last user message; if an assistant message follows it, that is the response
-        (``check_response=False`` ignores it, ``True`` requires it). System and tool messages are not user
-        input and are skipped; earlier user/assistant turns become ``history``.
+        (``check_response=False`` ignores it, ``True`` requires it). Roles are read as the coverage rule reads
+        them (case-insensitive, with aliases; an unknown role is user text). System and tool messages are not
+        part of this one conversation (``core.coverage.input_checks`` judges them on their own); earlier
+        user/assistant turns become ``history``. Content the reader cannot judge is refused.
         """
+        from .coverage import canonical_role
         if not messages:
             raise InvalidInputError("messages is empty")
         turns: list[tuple[str, str, tuple[Any, ...]]] = []
         for i, msg in enumerate(messages):
             if not isinstance(msg, Mapping):
                 raise InvalidInputError(f"messages[{i}] must be a mapping, got {type(msg).__name__}")
-            role = msg.get("role")
-            if role in ("system", "developer", "tool", "function"):
+            role = canonical_role(msg.get("role"))
+            if role in ("system", "tool"):
                 continue
-            if role not in ("user", "assistant"):
-                raise InvalidInputError(f"messages[{i}] has unknown role {role!r}")
             text, imgs = split_content(msg.get("content"), where=f"messages[{i}]")
             turns.append((role, text, imgs))
         last_user = max((i for i, t in enumerate(turns) if t[0] == "user"), default=None)
@@ -131,33 +132,17 @@ class Conversation:
 
 
 def split_content(content: Any, *, where: str = "content") -> tuple[str, tuple[Any, ...]]:
-    """Split OpenAI message content (a string or a list of parts) into text and image references.
+    """Split message content (a string, one part, or a list of OpenAI / Responses / Anthropic parts) into text and
+    image references, as the coverage rule reads it (``core.coverage.read_parts``).
 
-    Image parts go through :func:`image_part`, so a reference is always a ``data:`` or ``http(s)`` URL.
+    Image parts go through :func:`image_part`, so a reference is always a ``data:`` or ``http(s)`` URL; a part
+    that cannot be judged (audio, a file that is not text, an unknown type) raises :class:`InvalidInputError`.
     """
-    if content is None:
-        return "", ()
-    if isinstance(content, str):
-        return content, ()
-    if not isinstance(content, Sequence):
-        raise InvalidInputError(f"{where}: content must be a string or a list of parts")
-    texts: list[str] = []
-    images: list[str] = []
-    for j, part in enumerate(content):
-        if isinstance(part, str):
-            texts.append(part)
-            continue
-        if not isinstance(part, Mapping):
-            raise InvalidInputError(f"{where}[{j}]: a content part must be a mapping")
-        kind = part.get("type")
-        if kind in ("text", "input_text"):
-            texts.append(str(part.get("text", "")))
-            continue
-        image = image_part(part, where=f"{where}[{j}]")
-        if image is not None:
-            images.append(image)
-        # other part kinds (audio, files, refusal) are not judged by this model
-    return "\n".join(t for t in texts if t), tuple(images)
+    from .coverage import read_parts
+
+    parts = read_parts(content, where=where)
+    texts = [*parts.texts, *parts.tool_results]
+    return "\n".join(t for t in texts if t), tuple(parts.images)
 
 
 _UNTRUSTED_SCHEMES = ("data:", "http://", "https://")

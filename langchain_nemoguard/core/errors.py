@@ -31,6 +31,10 @@ class InvalidInputError(NemoGuardError, ValueError):
     """The input cannot be judged as given (empty conversation, wrong type, bad role order...)."""
 
 
+class InputTooLargeError(InvalidInputError):
+    """The input is over ``max_input_chars``: refused before any call instead of sending hundreds of them."""
+
+
 class ConfigurationError(NemoGuardError, ValueError):
     """A setting is wrong: unknown provider or mode, missing policy, malformed policy file."""
 

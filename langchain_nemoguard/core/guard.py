@@ -2,10 +2,15 @@
 
 A check is planned, executed and combined:
 
+0. before anything is sent: the input is held to ``windows.max_input_chars`` and to what UTF-8 can carry
+   (:mod:`.budget`), the check's deadline starts, and images are prepared, so the cache key covers what the
+   model will see;
 1. plan (pure, :mod:`.plan`): the conversation becomes one or more :class:`CallSpec` - one per text window, one
-   per image (the model takes one image per call, always with text), one per policy variant;
+   per image (the model takes one image per call, always with text), one per policy variant - each within the
+   served context;
 2. execute (I/O, here): the calls go out concurrently - ``asyncio.gather`` in ``acheck``, a thread pool in
-   ``check``;
+   ``check`` - and all end by the check's deadline; a call the server still refuses for length is judged in
+   overlapping halves;
 3. combine (pure, :mod:`.combine`): any unsafe call makes the verdict unsafe; categories merge; suppressed
    categories are dropped; the policy picks the action; failures follow ``on_error`` and are labelled as
    outages.
@@ -18,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
 import logging
 import os
 import time
@@ -27,14 +31,17 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from .budget import MAX_SPLITS, check_input, is_length_refusal, merge_calls, split_call
 from .cache import VerdictCache, verdict_key
 from .combine import OnError, combine
 from .conversation import Conversation
+from .coverage import CoverageOptions
 from .errors import ConfigurationError, GuardUnavailableError, InvalidInputError, Stage
 from .formats import MODES, CallSpec, Mode, ModelFormat, Nemotron35Format, ParsedCall
+from .formats.base import encode_body
 from .images import ImageOptions, PreparedImage, aprepare_image, prepare_image
 from .options import AuditOptions, CacheOptions, CallOptions, TransportOptions
-from .plan import Plan, plan_calls
+from .plan import Plan, aplan_calls, plan_calls
 from .policy import Policy, PolicySet
 from .providers import public_url, resolve
 from .simulator_mark import answered_by_simulator
@@ -69,13 +76,17 @@ class NemoGuard:
             the guard cannot produce a verdict.
         timeout: Seconds per attempt.
         max_retries: Retries after a failed attempt (timeouts, connection errors, 429 and 5xx).
-        transport: Concurrency, headers, and caller-provided httpx clients.
+        transport: Concurrency, headers, caller-provided httpx clients, the deadline of one check and the
+            largest response body read.
         cache: The verdict cache's size and TTL.
-        calls: The model format, token budget and constrained output.
+        calls: The model format, token budget, constrained output and the most answer text read.
         images: How images are vetted, fetched and prepared.
-        windows: How long input is cut into calls, and how much history each call carries.
+        windows: How long input is cut into calls, how much history each call carries, the served context
+            every call is held to, and the largest input a check takes.
         stream: How streamed output is held back (the default for every adapter's streams).
         audit: ``on_verdict`` and ``on_audit`` callbacks and background THINK audits.
+        coverage: Which optional channels the adapters judge (system prompts, tool results, reasoning,
+            embedding inputs); see ``docs/coverage.md``.
     """
 
     def __init__(
@@ -98,6 +109,7 @@ class NemoGuard:
         windows: WindowOptions | None = None,
         stream: StreamOptions | None = None,
         audit: AuditOptions | None = None,
+        coverage: CoverageOptions | None = None,
     ) -> None:
         if mode not in MODES:
             raise ConfigurationError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
@@ -112,6 +124,7 @@ class NemoGuard:
         self.windows = windows or WindowOptions()
         self.stream_options = stream or StreamOptions()
         self.audit_options = audit or AuditOptions()
+        self.coverage = coverage or CoverageOptions()
         endpoint = resolve(base_url, provider, model, api_key)
         if self.call_options.constrain_output and not endpoint.provider.supports_structured_outputs:
             raise ConfigurationError(
@@ -140,12 +153,24 @@ class NemoGuard:
             headers=t.headers,
             http_client=t.http_client,
             http_async_client=t.http_async_client,
+            deadline=t.deadline,
+            max_response_bytes=t.max_response_bytes,
         )
+        # seconds one check may take in all (TransportOptions.deadline, or timeout times the tries)
+        self.deadline: float = self._transport.deadline
         self._cache: VerdictCache[Verdict] = VerdictCache(
             maxsize=self.cache_options.size, ttl=self.cache_options.ttl
         )
         self._executor: ThreadPoolExecutor | None = None
-        self._counters: dict[str, int] = {"checks": 0, "unsafe": 0, "errors": 0, "fail_open": 0, "calls": 0}
+        self._counters: dict[str, int] = {
+            "checks": 0,
+            "unsafe": 0,
+            "errors": 0,
+            "fail_open": 0,
+            "calls": 0,
+            "think_ignored": 0,
+        }
+        self._warned_think_ignored = False
         a = self.audit_options
         self._telemetry = Telemetry(a.observers)
         self._endpoint_shown = public_url(self.base_urls[0]) if a.record_endpoint else None
@@ -203,14 +228,20 @@ class NemoGuard:
             The verdict; ``verdict.outcome`` says whether the text passes, is refused or is blocked.
 
         Raises:
-            InvalidInputError: The input cannot be judged as given (nothing to check, an unreadable image...).
-            ConfigurationError: An unknown mode, or a policy name with no such policy.
+            InvalidInputError: The input cannot be judged as given (nothing to check, an unreadable image, a
+                lone surrogate...); :class:`InputTooLargeError` when it is over ``windows.max_input_chars``.
+            ConfigurationError: An unknown mode, a policy name with no such policy, or a served context
+                (``windows.max_context_tokens``) too small for the policy.
         """
         conv = self._conversation(prompt, response, images, messages, conversation)
         pol, md = self.policy_for(policy), self._mode(mode)
         started = time.perf_counter()
+        deadline = self._transport.deadline_from_now()
+        self._check_input(conv)
         info = self._info(conv, pol, md, stage, source, request_id, started)
-        key = self._key(conv, pol, md)
+        # prepared first: the cache key covers what the model sees (the prepared bytes, fetched content)
+        images_ready = [prepare_image(src, self.image_options) for src in conv.images]
+        key = self._key(conv, pol, md, images_ready)
         hit = self._cache.get(key)
         if info is not None:
             self._telemetry.cache(hit is not None, info)
@@ -218,12 +249,12 @@ class NemoGuard:
             return self._decided(hit, stage, info)
         tokens = self._telemetry.start(info) if info is not None else None
         try:
-            verdict = self._judge(conv, pol, md, key, started)
+            verdict = self._judge(conv, images_ready, pol, md, key, started, deadline)
         except BaseException as exc:
             if info is not None and tokens is not None:
                 self._telemetry.error(tokens, info, exc)
             raise
-        audit = (conv, pol) if self._wants_audit(md, verdict) else None
+        audit = (conv, tuple(images_ready), pol) if self._wants_audit(md, verdict) else None
         return self._decided(verdict, stage, info, tokens, audit)
 
     async def acheck(
@@ -244,8 +275,16 @@ class NemoGuard:
         conv = self._conversation(prompt, response, images, messages, conversation)
         pol, md = self.policy_for(policy), self._mode(mode)
         started = time.perf_counter()
+        deadline = self._transport.deadline_from_now()
+        self._check_input(conv)
         info = self._info(conv, pol, md, stage, source, request_id, started)
-        key = self._key(conv, pol, md)
+        if conv.images:
+            images_ready = list(
+                await asyncio.gather(*(aprepare_image(src, self.image_options) for src in conv.images))
+            )
+        else:
+            images_ready = []
+        key = self._key(conv, pol, md, images_ready)
         hit = self._cache.get(key)
         if info is not None:
             self._telemetry.cache(hit is not None, info)
@@ -253,7 +292,7 @@ class NemoGuard:
             return self._decided(hit, stage, info)
         tokens = self._telemetry.start(info) if info is not None else None
         try:
-            verdict, shared = await self._ajudge(conv, pol, md, key, started)
+            verdict, shared = await self._ajudge(conv, images_ready, pol, md, key, started, deadline)
         except BaseException as exc:
             if info is not None and tokens is not None:
                 self._telemetry.error(tokens, info, exc)
@@ -261,7 +300,7 @@ class NemoGuard:
         if shared:  # another check asked the model; that one is audited
             latency = (time.perf_counter() - started) * 1e3
             return self._decided(verdict.replace(latency_ms=latency), stage, info, tokens)
-        audit = (conv, pol) if self._wants_audit(md, verdict) else None
+        audit = (conv, tuple(images_ready), pol) if self._wants_audit(md, verdict) else None
         return self._decided(verdict, stage, info, tokens, audit, sync=False)
 
     def policy_for(
@@ -409,7 +448,7 @@ class NemoGuard:
         stage: Stage | str | None,
         info: CheckInfo | None,
         tokens: tuple[Any, ...] | None = None,
-        audit: tuple[Conversation, Policy] | None = None,
+        audit: tuple[Conversation, tuple[PreparedImage, ...], Policy] | None = None,
         *,
         sync: bool = True,
     ) -> Verdict:
@@ -421,7 +460,7 @@ class NemoGuard:
         self._telemetry.end(tokens, record)
         if audit is not None and self._auditor is not None:
             narrow = None if stage is None else Stage(stage).value
-            job = ThinkJob(record, audit[0], audit[1], narrow)
+            job = ThinkJob(record, audit[0], audit[2], narrow, audit[1])
             if sync:
                 self._auditor.submit_sync(job)
             else:
@@ -434,18 +473,25 @@ class NemoGuard:
         return self._auditor is not None and mode != "think" and verdict.error is None
 
     def _think(self, job: ThinkJob) -> Verdict:
-        """A queued audit's THINK verdict (sync worker thread): the cache, then the model; no observers."""
+        """A queued audit's THINK verdict (sync worker thread): the cache, then the model; no observers. Its
+        images were prepared for the decision; its deadline starts now."""
         started = time.perf_counter()
-        key = self._key(job.conversation, job.policy, "think")
-        verdict = self._cache.get(key) or self._judge(job.conversation, job.policy, "think", key, started)
+        conv, images, policy = job.conversation, job.images, job.policy
+        key = self._key(conv, policy, "think", images)
+        verdict = self._cache.get(key)
+        if verdict is None:
+            deadline = self._transport.deadline_from_now()
+            verdict = self._judge(conv, images, policy, "think", key, started, deadline)
         return verdict if job.stage is None else verdict.at_stage(job.stage)
 
     async def _athink(self, job: ThinkJob) -> Verdict:
         started = time.perf_counter()
-        key = self._key(job.conversation, job.policy, "think")
+        conv, images, policy = job.conversation, job.images, job.policy
+        key = self._key(conv, policy, "think", images)
         verdict = self._cache.get(key)
         if verdict is None:
-            verdict, _ = await self._ajudge(job.conversation, job.policy, "think", key, started)
+            deadline = self._transport.deadline_from_now()
+            verdict, _ = await self._ajudge(conv, images, policy, "think", key, started, deadline)
         return verdict if job.stage is None else verdict.at_stage(job.stage)
 
     def _audited(self, record: CheckRecord) -> None:
@@ -498,11 +544,17 @@ class NemoGuard:
             raise ConfigurationError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
         return mode
 
-    def _key(self, conv: Conversation, policy: Policy, mode: Mode) -> str:
+    def _check_input(self, conv: Conversation) -> None:
+        check_input(conv, max_input_chars=self.windows.max_input_chars, context_turns=self.windows.context_turns)
+
+    def _key(
+        self, conv: Conversation, policy: Policy, mode: Mode, images: Sequence[PreparedImage] = ()
+    ) -> str:
         return verdict_key(
             conv,
             policy,
             mode,
+            images,
             format_name=self.format.name,
             model=self.model,
             max_tokens=self.call_options.max_tokens,
@@ -510,32 +562,41 @@ class NemoGuard:
             context_turns=self.windows.context_turns,
         )
 
-    def _judge(self, conv: Conversation, policy: Policy, mode: Mode, key: str, started: float) -> Verdict:
+    def _judge(
+        self,
+        conv: Conversation,
+        images: Sequence[PreparedImage],
+        policy: Policy,
+        mode: Mode,
+        key: str,
+        started: float,
+        deadline: float,
+    ) -> Verdict:
         """Steps 1-3 for a cache miss on this thread, shared by identical concurrent checks; cached."""
 
         def compute() -> Verdict:
-            images_ready = [prepare_image(src, self.image_options) for src in conv.images]
-            plan = self._plan(conv, images_ready, policy, mode)
-            return self._combine(plan, self._execute(plan), started)
+            plan = self._plan(conv, images, policy, mode)
+            return self._combine(plan, self._execute(plan, deadline), started)
 
         verdict = self._cache.sync_single_flight(key, compute)
         self._remember(key, verdict)
         return verdict
 
     async def _ajudge(
-        self, conv: Conversation, policy: Policy, mode: Mode, key: str, started: float
+        self,
+        conv: Conversation,
+        images: Sequence[PreparedImage],
+        policy: Policy,
+        mode: Mode,
+        key: str,
+        started: float,
+        deadline: float,
     ) -> tuple[Verdict, bool]:
         """The async twin of :meth:`_judge`; also says whether another check's call answered (shared)."""
 
         async def compute() -> Verdict:
-            if conv.images:
-                images_ready = list(
-                    await asyncio.gather(*(aprepare_image(src, self.image_options) for src in conv.images))
-                )
-            else:
-                images_ready = []
-            plan = self._plan(conv, images_ready, policy, mode)
-            verdict = self._combine(plan, await self._aexecute(plan), started)
+            plan = await self._aplan(conv, images, policy, mode)
+            verdict = self._combine(plan, await self._aexecute(plan, deadline), started)
             self._remember(key, verdict)
             return verdict
 
@@ -543,56 +604,73 @@ class NemoGuard:
 
     # --- step 1: plan (pure, core/plan.py) ------------------------------------------------------------------
 
-    def _plan(self, conv: Conversation, images: Sequence[PreparedImage], policy: Policy, mode: Mode) -> Plan:
-        return plan_calls(
-            conv,
-            images,
-            policy,
-            mode,
-            model_format=self.format,
-            windows=self.windows,
-            max_tokens=self.call_options.max_tokens,
-            constrain_output=self.call_options.constrain_output,
-        )
+    def _plan_options(self) -> dict[str, Any]:
+        c = self.call_options
+        return {
+            "model_format": self.format,
+            "windows": self.windows,
+            "max_tokens": c.max_tokens,
+            "constrain_output": c.constrain_output,
+            "max_completion_chars": c.max_completion_chars,
+        }
 
-    # --- step 2: execute ----------------------------------------------------------------------------------------
+    def _plan(self, conv: Conversation, images: Sequence[PreparedImage], policy: Policy, mode: Mode) -> Plan:
+        return plan_calls(conv, images, policy, mode, **self._plan_options())
+
+    async def _aplan(
+        self, conv: Conversation, images: Sequence[PreparedImage], policy: Policy, mode: Mode
+    ) -> Plan:
+        return await aplan_calls(conv, images, policy, mode, **self._plan_options())
+
+    # --- step 2: execute (every call ends by the check's deadline) ----------------------------------------------
 
     def _body(self, spec: CallSpec) -> bytes:
         body = self.format.build(spec, self.model)
         if self._logprobs and spec.mode != "think":  # verdict scores (formats/scores.py)
             body.update(logprobs=True, top_logprobs=self.call_options.top_logprobs)
-        return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+        return encode_body(body)
 
-    def _call(self, spec: CallSpec) -> ParsedCall | GuardUnavailableError:
+    def _call(self, spec: CallSpec, deadline: float, splits: int = 0) -> ParsedCall | GuardUnavailableError:
         try:
-            completion = self._transport.post("chat/completions", self._body(spec))
+            completion = self._transport.post("chat/completions", self._body(spec), deadline=deadline)
             return _parsed(self.format.parse(completion, spec), completion)
         except GuardUnavailableError as exc:
-            return exc
+            # the backstop: a call the server refused for length is judged in overlapping halves, never lost
+            halves = split_call(spec) if splits < MAX_SPLITS and is_length_refusal(exc) else None
+            if halves is None:
+                return exc
+            self._counters["calls"] += len(halves)
+            return merge_calls([self._call(h, deadline, splits + 1) for h in halves])
 
-    async def _acall(self, spec: CallSpec) -> ParsedCall | GuardUnavailableError:
+    async def _acall(
+        self, spec: CallSpec, deadline: float, splits: int = 0
+    ) -> ParsedCall | GuardUnavailableError:
         try:
-            completion = await self._transport.apost("chat/completions", self._body(spec))
+            completion = await self._transport.apost("chat/completions", self._body(spec), deadline=deadline)
             return _parsed(self.format.parse(completion, spec), completion)
         except GuardUnavailableError as exc:
-            return exc
+            halves = split_call(spec) if splits < MAX_SPLITS and is_length_refusal(exc) else None
+            if halves is None:
+                return exc
+            self._counters["calls"] += len(halves)
+            return merge_calls(await asyncio.gather(*(self._acall(h, deadline, splits + 1) for h in halves)))
 
-    def _execute(self, plan: Plan) -> list[ParsedCall | GuardUnavailableError]:
+    def _execute(self, plan: Plan, deadline: float) -> list[ParsedCall | GuardUnavailableError]:
         self._counters["calls"] += len(plan.specs)
         if len(plan.specs) == 1:
-            return [self._call(plan.specs[0])]
-        return list(self._pool().map(self._call, plan.specs))
+            return [self._call(plan.specs[0], deadline)]
+        return list(self._pool().map(lambda spec: self._call(spec, deadline), plan.specs))
 
     def _pool(self) -> ThreadPoolExecutor:
         if self._executor is None:
             self._executor = ThreadPoolExecutor(max_workers=16, thread_name_prefix="nemoguard")
         return self._executor
 
-    async def _aexecute(self, plan: Plan) -> list[ParsedCall | GuardUnavailableError]:
+    async def _aexecute(self, plan: Plan, deadline: float) -> list[ParsedCall | GuardUnavailableError]:
         self._counters["calls"] += len(plan.specs)
         if len(plan.specs) == 1:
-            return [await self._acall(plan.specs[0])]
-        return list(await asyncio.gather(*(self._acall(s) for s in plan.specs)))
+            return [await self._acall(plan.specs[0], deadline)]
+        return list(await asyncio.gather(*(self._acall(s, deadline) for s in plan.specs)))
 
     # --- step 3: combine (pure, core/combine.py) --------------------------------------------------------------
 
@@ -610,6 +688,15 @@ class NemoGuard:
     def _finish(self, verdict: Verdict, stage: Stage | str | None) -> Verdict:
         c = self._counters
         c["checks"] += 1
+        if verdict.think_ignored and not verdict.cached:
+            c["think_ignored"] += 1
+            if not self._warned_think_ignored:
+                self._warned_think_ignored = True
+                logger.warning(
+                    "nemoguard: a THINK check came back without a reasoning trace: the endpoint (%s) ignores "
+                    "enable_thinking; verdicts stand, but have no trace (Verdict.think_ignored). Warned once.",
+                    self.provider,
+                )
         if verdict.error is not None:
             c["errors"] += 1
             if verdict.safe:

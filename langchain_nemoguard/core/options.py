@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING
 import httpx
 
 from .errors import ConfigurationError
+from .formats.reading import DEFAULT_MAX_COMPLETION_CHARS
+from .transport import DEFAULT_MAX_RESPONSE_BYTES
 
 if TYPE_CHECKING:
     from .formats.base import ModelFormat
@@ -38,16 +40,27 @@ class TransportOptions:
             ``api_key``; never put a key here if it may be logged by a proxy).
         http_client: An ``httpx.Client`` for the sync path, used as given (proxies, mTLS, event hooks).
         http_async_client: An ``httpx.AsyncClient`` for the async path, used as given instead of aiohttp.
+        deadline: Seconds one check may take in all, sync or async: every attempt, retry, backoff and wait for
+            a connection ends by then, so a server that trickles, stalls or never answers cannot hold a check
+            longer (None: ``timeout`` times the tries, ``max_retries + 1`` plus one per extra endpoint).
+        max_response_bytes: The largest response body read (16 MB), decoded gzip/deflate included; a larger
+            one is refused while it streams in, never buffered whole. Error bodies are cut at 64 KB.
     """
 
     max_concurrency: int = 64
     headers: Mapping[str, str] | None = field(default=None, repr=False)
     http_client: httpx.Client | None = field(default=None, compare=False, repr=False)
     http_async_client: httpx.AsyncClient | None = field(default=None, compare=False, repr=False)
+    deadline: float | None = None
+    max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
 
     def __post_init__(self) -> None:
         if self.max_concurrency < 1:
             raise ConfigurationError(f"max_concurrency must be >= 1, got {self.max_concurrency}")
+        if self.deadline is not None and not self.deadline > 0:
+            raise ConfigurationError(f"deadline must be > 0, got {self.deadline}")
+        if self.max_response_bytes < 1:
+            raise ConfigurationError(f"max_response_bytes must be >= 1, got {self.max_response_bytes}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +89,8 @@ class CallOptions:
         format: The model's wire format (None: Nemotron 3.5 Content Safety).
         max_tokens: The answer's token budget (None: the format's budget for the mode).
         constrain_output: vLLM only: a ``structured_outputs`` grammar that admits only a well-formed verdict.
+        max_completion_chars: The most characters of one answer that are read (64 KB): an unsafe reading found
+            there stands, anything else past it is an error (a bigger answer is no verdict anyone asked for).
         scores: Ask for token log-probabilities so verdicts carry ``score`` (True: always; False: never; None:
             when the provider supports them - vLLM does). Not asked in THINK mode, where the trace would make
             the answer tens of times larger; THINK verdicts have no score.
@@ -86,12 +101,15 @@ class CallOptions:
     format: ModelFormat | None = None
     max_tokens: int | None = None
     constrain_output: bool = False
+    max_completion_chars: int = DEFAULT_MAX_COMPLETION_CHARS
     scores: bool | None = None
     top_logprobs: int = 5
 
     def __post_init__(self) -> None:
         if self.max_tokens is not None and self.max_tokens < 1:
             raise ConfigurationError(f"max_tokens must be >= 1, got {self.max_tokens}")
+        if self.max_completion_chars < 1:
+            raise ConfigurationError(f"max_completion_chars must be >= 1, got {self.max_completion_chars}")
         if not 1 <= self.top_logprobs <= 20:
             raise ConfigurationError(f"top_logprobs must be in 1..20, got {self.top_logprobs}")
 

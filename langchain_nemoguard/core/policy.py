@@ -11,6 +11,9 @@ Mode A and Mode B exclude each other in one call. A custom policy that should *a
 taxonomy (``include_builtin=True``) therefore costs two concurrent calls whose verdicts are combined.
 
 How a policy is phrased for the model is the model format's business (``formats/``), not the policy's.
+
+A policy is immutable, its action map included: cached verdicts are keyed by ``fingerprint`` and carry the
+action chosen when they were computed, so a policy that could change in place would serve stale actions.
 """
 
 from __future__ import annotations
@@ -20,10 +23,19 @@ import json
 from collections.abc import Iterator, Mapping, Sequence
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal
+from types import MappingProxyType
+from typing import Any, Literal, NoReturn
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
 
 from .errors import ConfigurationError, PolicyNotFoundError
 from .taxonomy import BUILTIN_TAXONOMY, Taxonomy, category_name
@@ -32,6 +44,50 @@ from .verdict import ACTION_SEVERITY, Action
 PolicyKind = Literal["builtin", "custom_policy", "custom_taxonomy"]
 
 DEFAULT_REFUSAL = "I can't help with that request."
+
+
+class ActionMap(Mapping[str, Action]):
+    """An immutable ``category -> action`` mapping: reads like a dict, refuses every change, hashes."""
+
+    __slots__ = ("_items",)
+    _items: Mapping[str, Action]
+
+    def __init__(self, items: Mapping[str, Action | str] | None = None) -> None:
+        frozen = MappingProxyType({str(k): Action(v) for k, v in (items or {}).items()})
+        object.__setattr__(self, "_items", frozen)
+
+    def __getitem__(self, key: str) -> Action:
+        return self._items[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __repr__(self) -> str:
+        return repr(dict(self._items))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Mapping) and dict(self._items) == dict(other.items())
+
+    def __hash__(self) -> int:
+        return hash(frozenset(self._items.items()))
+
+    def __setattr__(self, name: str, value: object) -> NoReturn:
+        raise AttributeError("a policy's action map cannot be changed; use Policy.model_copy(update=...)")
+
+    def __delattr__(self, name: str) -> NoReturn:
+        raise AttributeError("a policy's action map cannot be changed; use Policy.model_copy(update=...)")
+
+    def __copy__(self) -> ActionMap:
+        return self
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> ActionMap:
+        return self  # immutable: a copy would be indistinguishable
+
+    def __reduce__(self) -> tuple[type[ActionMap], tuple[dict[str, Action]]]:
+        return (ActionMap, (dict(self._items),))
 
 
 class Policy(BaseModel):
@@ -80,6 +136,15 @@ class Policy(BaseModel):
     @classmethod
     def _listify_taxonomy(cls, v: Any) -> Any:
         return (v,) if isinstance(v, str) else v
+
+    @field_validator("actions", mode="after")
+    @classmethod
+    def _freeze_actions(cls, v: Mapping[str, Action]) -> ActionMap:
+        return v if isinstance(v, ActionMap) else ActionMap(v)
+
+    @field_serializer("actions")
+    def _dump_actions(self, v: Mapping[str, Action]) -> dict[str, Action]:
+        return dict(v)
 
     @model_validator(mode="after")
     def _check(self) -> Policy:
@@ -172,11 +237,12 @@ class Policy(BaseModel):
             update["refusal"] = refusal
         return self.model_copy(update=update) if update else self
 
-    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Policy:
-        """A copy; with ``update`` it is validated like a new policy and its digests are computed afresh
-        (pydantic's own copy skips validation and keeps ``cached_property`` values from the original)."""
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = True) -> Policy:
+        """A deep copy (always: ``deep`` is accepted for pydantic's signature and ignored), sharing nothing
+        mutable with the original; with ``update`` it is validated like a new policy and its digests are
+        computed afresh (pydantic's own copy skips validation and keeps ``cached_property`` values)."""
         if not update:
-            return super().model_copy(deep=deep)
+            return super().model_copy(deep=True)
         return type(self)(**{**self.model_dump(), **update})
 
     @cached_property

@@ -36,6 +36,7 @@ from .telemetry import CheckRecord, ThinkAudit
 
 if TYPE_CHECKING:
     from .conversation import Conversation
+    from .images import PreparedImage
     from .policy import Policy
     from .verdict import Verdict
 
@@ -51,6 +52,7 @@ class ThinkJob:
     conversation: Conversation = field(repr=False)
     policy: Policy = field(repr=False)
     stage: str | None = None  # the stage the deciding verdict was narrowed to (the THINK verdict is too)
+    images: tuple[PreparedImage, ...] = field(default=(), repr=False)  # prepared for the decision, reused
 
 
 @dataclass(slots=True)

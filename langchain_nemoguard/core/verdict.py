@@ -16,6 +16,7 @@ prompt, which had its own input check).
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -42,6 +43,11 @@ class Action(StrEnum):
 
 # When categories map to different actions the strictest wins.
 ACTION_SEVERITY = {Action.ALLOW: 0, Action.LOG: 1, Action.REWRITE: 2, Action.BLOCK: 3}
+
+
+def strictest(actions: Iterable[Action | str]) -> Action:
+    """The most severe of ``actions`` (``block`` over ``rewrite`` over ``log`` over ``allow``)."""
+    return max((Action(a) for a in actions), key=ACTION_SEVERITY.__getitem__, default=Action.BLOCK)
 
 
 class Outcome(StrEnum):
@@ -80,6 +86,10 @@ class Verdict:
         simulator: True when an answer came from the interface simulator, a test double and not a safety
             model (noticed from its response header, however the endpoint was configured). A verdict is marked
             when any of its calls was answered by the simulator; a call that failed left no answer to read.
+        truncated: An unsafe answer that was cut (length or size limit) stands; its categories may be incomplete,
+            so its action is the strictest the policy can give.
+        think_ignored: A THINK check came back without a reasoning trace (hosted endpoints may ignore
+            ``enable_thinking``); the verdict itself still holds.
         user_score: The largest probability over the check's calls that the user turn is unsafe (None:
             unknown for at least one call that rated it).
         response_score: The same for the response; at the ``output`` and ``tool_call`` stages it is ``score``.
@@ -100,6 +110,8 @@ class Verdict:
     calls: int = 1
     cached: bool = False
     suppressed_categories: tuple[str, ...] = ()
+    truncated: bool = False
+    think_ignored: bool = False
     raw_output: str | None = field(default=None, repr=False)
     score: float | None = None
     simulator: bool = False
@@ -176,6 +188,8 @@ class Verdict:
             "cached": self.cached,
             "suppressed_categories": list(self.suppressed_categories),
             "simulator": self.simulator,
+            "truncated": self.truncated,
+            "think_ignored": self.think_ignored,
             "score": self.score,
         }
 

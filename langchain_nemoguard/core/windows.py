@@ -1,8 +1,8 @@
 """Windowing, all of it pure: long input in overlapping windows, and the hold-back buffer of a stream.
 
-Long input: overlapping windows instead of truncation.
+Long input: overlapping windows instead of truncation, each call held to the served context.
 
-The served context is finite (the recipes serve 4096 tokens). Text longer than the budget is split into
+The served context is finite (the recipes serve 4096 tokens). Text longer than a call can hold is split into
 overlapping windows that are judged concurrently; any unsafe window makes the whole text unsafe. Windows cut at
 whitespace when one is near, so words are not split, and the overlap means a phrase that straddles a cut is
 still seen whole by one window.
@@ -10,27 +10,82 @@ still seen whole by one window.
 Streams: :class:`HoldbackBuffer` collects an adapter's chunks into windows of text to judge (the sync and async
 loops of :mod:`.streaming` share it); :class:`StreamOptions` sizes them.
 
-Token counts are estimated without the model's tokenizer (which the client does not have): one token per CJK,
-kana, hangul or Thai character, one per four characters of anything else. The estimate errs high for
-alphabetic scripts, which only makes windows smaller.
+Token counts are estimated without the model's tokenizer (which the client does not have), from the UTF-8
+form of the text, erring high: a quarter token per ASCII letter or whitespace character, one token per other
+ASCII character (digits and punctuation are often a token each), half a token per two-byte character (accented
+Latin, Greek, Cyrillic, Hebrew, Arabic), one per three-byte character (CJK, kana, hangul, Thai, Indic scripts,
+symbols) and two per four-byte character (emoji, rare ideographs).
+
+Everything here is linear in the text and runs in C-speed passes (``bytes.translate``/``count`` over chunks of
+at most 1024 characters, a binary search inside the last chunk of a window), so a 1 MB prompt is planned in
+milliseconds. :func:`aplan_segments` hands the event loop back between windows.
 """
 
 from __future__ import annotations
 
-import re
+import asyncio
+import dataclasses
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from functools import partial
+from typing import Final, Generic, TypeVar
+
+from .errors import ConfigurationError
 
 C = TypeVar("C")
 
-_DENSE = re.compile(
-    "[\u0e00-\u0e7f\u1100-\u11ff\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff\uff00-\uffef]"
+DEFAULT_MAX_CONTEXT_TOKENS: Final = 4096  # `nemoguard serve` passes --max-model-len 4096 (ServeOptions)
+DEFAULT_MAX_INPUT_CHARS: Final = 400_000  # ~100k tokens of English: about 50 windows at the default budget
+
+# Classes of UTF-8 bytes: letters and whitespace, other ASCII, continuation bytes, and the lead bytes of 2-, 3-
+# and 4-byte characters. A character's class is that of its first byte; its cost in quarter tokens below.
+_CLASS_TABLE: Final = bytes(
+    (
+        ord("a")
+        if (65 <= b <= 90 or 97 <= b <= 122 or b in (9, 10, 13, 32))
+        else ord("o")
+        if b < 0x80
+        else ord("c")
+        if b < 0xC0
+        else ord("2")
+        if b < 0xE0
+        else ord("3")
+        if b < 0xF0
+        else ord("4")
+    )
+    for b in range(256)
 )
+_NOT_LETTERS: Final = bytes(b for b in range(256) if _CLASS_TABLE[b] != ord("a"))
+_CHUNK: Final = 1024
+
+
+def _quarters(text: str, start: int = 0, end: int | None = None) -> int:
+    """The estimated cost of ``text[start:end]`` in quarter tokens (every character costs at least one)."""
+    piece = text[start:end]
+    chars = len(piece)
+    if not chars:
+        return 0
+    raw = piece.encode("utf-8", "surrogatepass")
+    size = len(raw)
+    if size == chars:  # pure ASCII: letters and whitespace cost 1, the rest 4
+        letters = len(raw.translate(None, _NOT_LETTERS))
+        return 4 * chars - 3 * letters
+    # cost = a + 4o + 2*n2 + 4*n3 + 8*n4 = 4*chars - 3a - 2*n2 + 4*n4, counting characters by their first byte
+    classes = raw.translate(_CLASS_TABLE)
+    if size == 3 * chars and classes.count(b"3") == chars:  # CJK text: one count instead of three
+        return 4 * chars
+    return 4 * chars - 3 * classes.count(b"a") - 2 * classes.count(b"2") + 4 * classes.count(b"4")
 
 
 def estimate_tokens(text: str) -> int:
-    dense = len(_DENSE.findall(text))
-    return dense + (len(text) - dense + 3) // 4
+    """An upper-leaning token estimate for ``text`` (see the module docstring)."""
+    return (_quarters(text) + 3) // 4
+
+
+def fits(text: str, max_tokens: int) -> bool:
+    """Whether ``text`` is at most ``max_tokens`` estimated tokens; reads no more than it must."""
+    return _advance(text, 0, 4 * max_tokens) >= len(text)
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,16 +93,24 @@ class WindowOptions:
     """How a conversation is cut into model calls (``NemoGuard(windows=...)``).
 
     Args:
-        max_tokens: The budget for the judged text of one call. 2048 leaves room in a 4096-token context for
-            the template's instructions and taxonomy (~700 tokens) and a THINK-mode answer (up to 1024).
+        max_tokens: The most estimated tokens of judged text in one window (a call is further held to what
+            ``max_context_tokens`` leaves).
         overlap_tokens: How much of the previous window each window repeats, so a phrase cut by a window
             boundary is seen whole by one of them.
         context_turns: How many earlier turns each call sends as context (0: only the judged turn).
+        max_context_tokens: The served context (``--max-model-len``; 4096, what ``nemoguard serve`` serves).
+            Every call counts its template, policy text, earlier turns, image and answer against it, so that
+            no call is refused by the server for length.
+        max_input_chars: The most characters of text one check takes (prompt, response and the earlier turns
+            sent as context); a larger input raises :class:`InputTooLargeError` before any call instead of
+            sending hundreds of them.
     """
 
     max_tokens: int = 2048
     overlap_tokens: int = 128
     context_turns: int = 0
+    max_context_tokens: int = DEFAULT_MAX_CONTEXT_TOKENS
+    max_input_chars: int = DEFAULT_MAX_INPUT_CHARS
 
     def __post_init__(self) -> None:
         if self.max_tokens < 16:
@@ -56,55 +119,179 @@ class WindowOptions:
             raise ValueError("overlap_tokens must be >= 0 and less than half of max_tokens")
         if self.context_turns < 0:
             raise ValueError("context_turns must be >= 0")
+        if self.max_context_tokens < 1 or self.max_input_chars < 1:
+            raise ConfigurationError("max_context_tokens and max_input_chars must be >= 1")
+
+    def capped(self, max_tokens: int) -> WindowOptions:
+        """These options with windows no larger than ``max_tokens`` (the overlap shrunk to fit)."""
+        if max_tokens >= self.max_tokens:
+            return self
+        limit = max(16, max_tokens)
+        return dataclasses.replace(
+            self, max_tokens=limit, overlap_tokens=min(self.overlap_tokens, max(0, limit // 2 - 1))
+        )
+
+
+def iter_windows(text: str, options: WindowOptions) -> Iterator[str]:
+    """Overlapping windows of at most ``options.max_tokens`` estimated tokens, lazily, in linear time."""
+    budget = 4 * options.max_tokens
+    n = len(text)
+    start = 0
+    while True:
+        end = _advance(text, start, budget)
+        if end >= n:
+            yield text[start:]
+            return
+        # prefer to cut at whitespace in the last fifth of the window
+        floor = start + (end - start) * 4 // 5
+        ws = max(text.rfind(" ", floor, end), text.rfind("\n", floor, end))
+        if ws > start:
+            end = ws
+        yield text[start:end]
+        back = _retreat(text, end, 4 * options.overlap_tokens)
+        start = max(back, start + 1)
 
 
 def split_windows(text: str, options: WindowOptions) -> list[str]:
     """Split ``text`` into overlapping windows of at most ``options.max_tokens`` estimated tokens."""
-    if len(text) <= options.max_tokens or estimate_tokens(text) <= options.max_tokens:
-        return [text]
-    windows: list[str] = []
-    start = 0
-    n = len(text)
-    while start < n:
-        end = _advance(text, start, options.max_tokens)
-        if end < n:
-            # prefer to cut at whitespace in the last fifth of the window
-            floor = start + (end - start) * 4 // 5
-            ws = max(text.rfind(" ", floor, end), text.rfind("\n", floor, end))
-            if ws > start:
-                end = ws
-        windows.append(text[start:end])
-        if end >= n:
-            break
-        back = _retreat(text, end, options.overlap_tokens)
-        start = max(back, start + 1)
-    return windows
+    return list(iter_windows(text, options))
 
 
 def _advance(text: str, start: int, budget: int) -> int:
-    """The largest end such that text[start:end] fits the budget (linear, cheap enough for prompts)."""
-    tokens = 0.0
-    i = start
+    """The largest ``end`` such that ``text[start:end]`` costs at most ``budget`` quarter tokens."""
     n = len(text)
-    while i < n:
-        cost = 1.0 if _DENSE.match(text, i) else 0.25
-        if tokens + cost > budget:
-            break
-        tokens += cost
-        i += 1
-    return i
+    end, spent = start, 0
+    while end < n and spent < budget:
+        # every character costs at least one quarter: never read more than the budget left can hold
+        stop = min(n, end + _CHUNK, end + budget - spent)
+        cost = _quarters(text, end, stop)
+        if spent + cost <= budget:
+            spent += cost
+            end = stop
+            continue
+        return end + _largest(partial(_span, text, end), 0, 0, stop - end, cost, budget - spent)
+    return end
 
 
 def _retreat(text: str, end: int, budget: int) -> int:
-    tokens = 0.0
-    i = end
-    while i > 0:
-        cost = 1.0 if _DENSE.match(text, i - 1) else 0.25
-        if tokens + cost > budget:
-            break
-        tokens += cost
-        i -= 1
-    return i
+    """The smallest ``start`` such that ``text[start:end]`` costs at most ``budget`` quarter tokens."""
+    hi = min(end, budget)  # every character costs at least one quarter
+    cost_hi = _quarters(text, end - hi, end)
+    if cost_hi <= budget:
+        return end - hi
+    return end - _largest(partial(_span_back, text, end), 0, 0, hi, cost_hi, budget)
+
+
+def _span(text: str, start: int, k: int) -> int:
+    return _quarters(text, start, start + k)
+
+
+def _span_back(text: str, end: int, k: int) -> int:
+    return _quarters(text, end - k, end)
+
+
+def _largest(cost: Callable[[int], int], lo: int, cost_lo: int, hi: int, cost_hi: int, budget: int) -> int:
+    """The largest ``k`` in ``[lo, hi)`` with ``cost(k) <= budget``, for a non-decreasing ``cost`` with
+    ``cost(lo) <= budget < cost(hi)``. Interpolation search (text is mostly even, so one or two probes land),
+    alternating with bisection so that uneven text still takes logarithmically many probes."""
+    bisect = False
+    while hi - lo > 1:
+        if bisect:
+            k = (lo + hi) // 2
+        else:
+            k = lo + (budget - cost_lo) * (hi - lo) // max(1, cost_hi - cost_lo)
+            k = min(max(k, lo + 1), hi - 1)
+        bisect = not bisect
+        c = cost(k)
+        if c <= budget:
+            lo, cost_lo = k, c
+        else:
+            hi, cost_hi = k, c
+    return lo
+
+
+# --- planning the texts of one check -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    """The texts of one call. ``judge_prompt`` is False when ``prompt`` is only context for a response window
+    (the prompt itself is judged, whole, by other calls of the same check)."""
+
+    prompt: str
+    response: str | None = None
+    judge_prompt: bool = True
+
+
+def iter_segments(
+    prompt: str, response: str | None, *, budget: int, options: WindowOptions
+) -> Iterator[Segment]:
+    """The calls that judge ``prompt`` (and ``response``) when one call holds ``budget`` tokens of text.
+
+    * Both fit one call: one call.
+    * A short prompt (a quarter of the budget at most) and a long response: every response window goes with the
+      whole prompt; the first call judges the prompt, the others carry it as context.
+    * Otherwise the prompt is judged alone in windows, and each response window goes with the prompt's tail
+      (a quarter of the budget) as context.
+
+    No call holds more than ``budget`` estimated tokens of text, nor a window over ``options.max_tokens``.
+    """
+    opts = options.capped(budget)
+    # every character costs at most two tokens: short texts need no counting at all (the common case)
+    short = 2 * (len(prompt) + len(response or "")) <= opts.max_tokens
+    if short:
+        yield Segment(prompt, response)
+        return
+    if response is None:
+        for window in iter_windows(prompt, opts):
+            yield Segment(window)
+        return
+    context_budget = max(1, budget // 4)
+    p_quarters = _quarters(prompt, 0, _advance(prompt, 0, 4 * budget + 1))  # capped: reads at most the budget
+    p_tokens = (p_quarters + 3) // 4
+    if p_tokens <= opts.max_tokens and fits(response, opts.max_tokens) and fits(response, budget - p_tokens):
+        yield Segment(prompt, response)
+        return
+    if p_tokens <= context_budget:
+        response_opts = options.capped(budget - p_tokens)
+        for i, window in enumerate(iter_windows(response, response_opts)):
+            yield Segment(prompt, window, judge_prompt=i == 0)
+        return
+    for window in iter_windows(prompt, opts):
+        yield Segment(window)
+    context = tail(prompt, context_budget)
+    response_opts = options.capped(budget - estimate_tokens(context))
+    for window in iter_windows(response, response_opts):
+        yield Segment(context, window, judge_prompt=False)
+
+
+def plan_segments(prompt: str, response: str | None, *, budget: int, options: WindowOptions) -> list[Segment]:
+    return list(iter_segments(prompt, response, budget=budget, options=options))
+
+
+async def aplan_segments(
+    prompt: str, response: str | None, *, budget: int, options: WindowOptions, slice_s: float = 0.001
+) -> list[Segment]:
+    """:func:`plan_segments` for the event loop: yields to it whenever ``slice_s`` of work has gone by."""
+    out: list[Segment] = []
+    mark = time.perf_counter()
+    for segment in iter_segments(prompt, response, budget=budget, options=options):
+        out.append(segment)
+        if time.perf_counter() - mark > slice_s:
+            await asyncio.sleep(0)
+            mark = time.perf_counter()
+    return out
+
+
+def tail(text: str, max_tokens: int) -> str:
+    """The end of ``text`` within ``max_tokens`` estimated tokens, starting at a word when one is near."""
+    start = _retreat(text, len(text), 4 * max_tokens)
+    if start > 0:
+        ceiling = start + (len(text) - start) // 5
+        ws = text.find(" ", start, ceiling)
+        if ws >= 0:
+            start = ws + 1
+    return text[start:]
 
 
 # --- stream hold-back ----------------------------------------------------------------------------------------
@@ -187,3 +374,22 @@ class HoldbackBuffer(Generic[C]):
         self._chunks, self._pending, self._pending_len = [], [], 0
         self._windows += 1
         return window
+
+
+__all__ = [
+    "DEFAULT_MAX_CONTEXT_TOKENS",
+    "DEFAULT_MAX_INPUT_CHARS",
+    "HoldbackBuffer",
+    "Segment",
+    "StreamOptions",
+    "Window",
+    "WindowOptions",
+    "aplan_segments",
+    "estimate_tokens",
+    "fits",
+    "iter_segments",
+    "iter_windows",
+    "plan_segments",
+    "split_windows",
+    "tail",
+]

@@ -9,7 +9,12 @@ same way:
   ``content_blocks`` leaves as ``non_standard``; every reference goes through the core's rule for image
   references (``core.conversation.image_part``): a ``data:`` or ``http(s)`` URL, never a local file;
 * an assistant message is judged by its text plus its tool-call arguments (a tool-calling turn's text is
-  often empty; the arguments are where the content is).
+  often empty; the arguments are where the content is);
+* which messages of a conversation are judged is the core's coverage rule (:func:`core_messages` feeds
+  ``core.coverage.input_checks``): every unanswered user turn, system messages, tool results, a prefill;
+  ``ChatMessage`` roles are matched case-insensitively and an unknown role is user text;
+* a content block the reader does not know (audio, a non-text file, an unknown ``non_standard`` value) is
+  refused with :class:`InvalidInputError`, never skipped.
 """
 
 from __future__ import annotations
@@ -22,13 +27,17 @@ from langchain_core.messages import (
     AIMessage,
     AIMessageChunk,
     BaseMessage,
+    ChatMessage,
+    FunctionMessage,
     HumanMessage,
+    SystemMessage,
     ToolMessage,
     convert_to_messages,
 )
 from langchain_core.prompt_values import PromptValue
 
-from ..core.conversation import Conversation, Turn, image_part
+from ..core.conversation import Conversation, image_part
+from ..core.coverage import Channel, CoverageOptions, Message, ToolCall, input_checks, read_parts
 from ..core.errors import InvalidInputError
 
 # Keys tried, in order, when a chain's input is a dict without ``messages``.
@@ -98,44 +107,107 @@ def chunk_text(chunk: Any) -> str:
 
 
 def latest_user_turn(messages: Sequence[BaseMessage]) -> int | None:
-    """Index of the last human message that no assistant message has answered yet, or None."""
+    """Index of the last user-authored message that no assistant message has answered yet, or None."""
     for i in range(len(messages) - 1, -1, -1):
-        msg = messages[i]
-        if isinstance(msg, AIMessage):
+        role = message_role(messages[i])
+        if role == "assistant":
             return None
-        if isinstance(msg, HumanMessage):
+        if role == "user":
             return i
     return None
 
 
 def last_user_text(messages: Sequence[BaseMessage]) -> str:
-    """The text of the last human message anywhere in the list (context for output checks)."""
+    """The text of the last user-authored message anywhere in the list (context for output checks)."""
     for msg in reversed(messages):
-        if isinstance(msg, HumanMessage):
+        if message_role(msg) == "user":
             return message_text(msg)
     return ""
 
 
-def conversation_from_messages(messages: Sequence[BaseMessage]) -> Conversation:
-    """The latest human turn (text and images) as the judged prompt; earlier turns become history.
+def message_role(message: BaseMessage) -> str:
+    """The core's role for a LangChain message: by its class, or a ``ChatMessage``'s own role (any spelling)."""
+    from ..core.coverage import canonical_role
 
-    System and tool messages are not user input: tool results are judged on their own (middleware).
-    """
-    last = max((i for i, m in enumerate(messages) if isinstance(m, HumanMessage)), default=None)
-    if last is None:
-        raise InvalidInputError("the messages hold no human message to check")
-    user = messages[last]
-    history: list[Turn] = []
-    for msg in messages[:last]:
-        if isinstance(msg, HumanMessage):
-            text = message_text(msg)
-            if text:
-                history.append(Turn("user", text))
-        elif isinstance(msg, AIMessage):
-            text = message_text(msg)
-            if text:
-                history.append(Turn("assistant", text))
-    return Conversation(prompt=message_text(user), images=message_images(user), history=tuple(history))
+    if isinstance(message, HumanMessage):
+        return "user"
+    if isinstance(message, AIMessage):
+        return "assistant"
+    if isinstance(message, SystemMessage):
+        return "system"
+    if isinstance(message, (ToolMessage, FunctionMessage)):
+        return "tool"
+    if isinstance(message, ChatMessage):
+        return canonical_role(message.role)
+    return canonical_role(getattr(message, "type", None))
+
+
+def core_message(message: BaseMessage) -> Message:
+    """One LangChain message as the core's coverage rule reads it (text, images, tool calls, reasoning)."""
+    role = message_role(message)
+    texts: list[str] = []
+    images: list[str] = []
+    reasoning: list[str] = []
+    calls: list[ToolCall] = []
+    for j, block in enumerate(_blocks(message)):
+        kind = block.get("type")
+        where = f"message content[{j}]"
+        if kind in ("text", "text-plain"):
+            if isinstance(block.get("text"), str):
+                texts.append(block["text"])
+        elif kind in ("image", "image_url", "input_image"):
+            image = image_part(block, where=where)
+            if image is not None:
+                images.append(image)
+        elif kind == "reasoning":
+            if isinstance(block.get("reasoning"), str):
+                reasoning.append(block["reasoning"])
+        elif kind in ("tool_call", "tool_call_chunk", "invalid_tool_call", "server_tool_call"):
+            continue  # read from message.tool_calls below (blocks repeat them)
+        elif kind in ("server_tool_result",):
+            texts.append(json.dumps(block.get("output"), ensure_ascii=False, default=str))
+        else:  # non_standard, file, audio, video...: the core's part reader judges or refuses them
+            part = block.get("value") if kind == "non_standard" else block
+            parts = read_parts([part], where=where)
+            texts.extend(parts.texts)
+            images.extend(parts.images)
+            reasoning.extend(parts.reasoning)
+            calls.extend(parts.tool_calls)
+            texts.extend(parts.tool_results)
+    if isinstance(message, AIMessage):
+        calls.extend(ToolCall(str(c.get("name") or ""), c.get("args") or {}) for c in message.tool_calls)
+        calls.extend(ToolCall(str(c.get("name") or ""), c.get("args") or "") for c in message.invalid_tool_calls)
+    return Message(
+        role=role,
+        text="\n".join(t for t in texts if t),
+        images=tuple(images),
+        tool_calls=tuple(calls),
+        reasoning="\n".join(r for r in reasoning if r),
+    )
+
+
+def core_messages(messages: Sequence[BaseMessage]) -> list[Message]:
+    """Every message as the core reads it (see :func:`core_message`)."""
+    return [core_message(m) for m in messages]
+
+
+def input_conversations(
+    messages: Sequence[BaseMessage], options: CoverageOptions | None = None
+) -> tuple[Conversation, ...]:
+    """The conversations the coverage rule judges before the model runs (user turns, system, tool results)."""
+    return tuple(c.conversation for c in input_checks(core_messages(messages), options))
+
+
+def conversation_from_messages(messages: Sequence[BaseMessage]) -> Conversation:
+    """The unanswered user turns (text and images, plus a prefill) as the judged prompt; earlier turns become
+    history. System messages and tool results are judged on their own (:func:`input_conversations`)."""
+    checks = input_checks(
+        core_messages(messages), CoverageOptions(check_system=False, check_tool_results=False)
+    )
+    for check in checks:
+        if Channel.USER in check.channels:
+            return check.conversation
+    raise InvalidInputError("the messages hold no user message to check")
 
 
 # --- chain inputs and outputs --------------------------------------------------------------------------------
@@ -186,6 +258,32 @@ def conversation_from_input(value: Any, *, input_key: str | None = None) -> Conv
     return conversation_from_messages(messages)
 
 
+def input_conversations_from(
+    value: Any, *, input_key: str | None = None, options: CoverageOptions | None = None
+) -> tuple[Conversation, ...]:
+    """Every conversation the coverage rule judges in a runnable's input: for message inputs the user turns,
+    system messages and tool results; for other inputs the one conversation :func:`conversation_from_input`
+    reads."""
+    messages = _input_messages(value, input_key)
+    if messages is not None:
+        convs = input_conversations(messages, options)
+        if convs:
+            return convs
+    return (conversation_from_input(value, input_key=input_key),)
+
+
+def _input_messages(value: Any, input_key: str | None) -> list[BaseMessage] | None:
+    if isinstance(value, Mapping):
+        if input_key is not None:
+            return _input_messages(value[input_key], None) if input_key in value else None
+        if "messages" in value:
+            return _input_messages(value["messages"], None)
+        return None
+    if isinstance(value, str):
+        return None
+    return to_messages(value)
+
+
 def output_text(value: Any) -> str:
     """The judged text of a runnable's output (the last assistant message for message lists)."""
     if isinstance(value, str):
@@ -234,9 +332,14 @@ __all__ = [
     "chunk_text",
     "conversation_from_input",
     "conversation_from_messages",
+    "core_message",
+    "core_messages",
+    "input_conversations",
+    "input_conversations_from",
     "last_user_text",
     "latest_user_turn",
     "message_images",
+    "message_role",
     "message_text",
     "output_text",
     "to_messages",

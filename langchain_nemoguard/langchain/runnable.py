@@ -63,7 +63,7 @@ from .events import (
     verdict_event,
     verdict_metadata,
 )
-from .messages import OUTPUT_KEYS, chunk_text, conversation_from_input, output_text
+from .messages import OUTPUT_KEYS, chunk_text, conversation_from_input, input_conversations_from, output_text
 
 
 @dataclass(slots=True)
@@ -207,15 +207,18 @@ class GuardedRunnable(RunnableSerializable[Any, Any]):
     def _options(self) -> StreamOptions:
         return self.stream_options or self.guard.stream_options
 
-    def _input(self, value: Any) -> tuple[Conversation | None, str]:
-        """The conversation to check (None when input checks are off) and the prompt text for output checks."""
+    def _input(self, value: Any) -> tuple[tuple[Conversation, ...] | None, str]:
+        """The conversations to check (the core's coverage rule; None when input checks are off) and the prompt
+        text for output checks."""
+        convs = None
         if self.check_input:
-            conv = conversation_from_input(value, input_key=self.input_key)
-            return conv, conv.prompt
+            convs = input_conversations_from(value, input_key=self.input_key, options=self.guard.coverage)
         try:
-            return None, conversation_from_input(value, input_key=self.input_key).prompt
+            return convs, conversation_from_input(value, input_key=self.input_key).prompt
         except InvalidInputError:
-            return None, ""  # output checks then judge the response without its prompt
+            if convs is None:
+                return None, ""  # output checks then judge the response without its prompt
+            return convs, ""  # e.g. only a system message: judged, and no user prompt to give as context
 
     def _inner_config(self, config: RunnableConfig) -> RunnableConfig:
         if not self.check_output or self._options().pass_through:
@@ -293,16 +296,20 @@ class GuardedRunnable(RunnableSerializable[Any, Any]):
         else:
             rm.on_chain_end(check.outputs())
 
-    def _check(self, check: _Check, conv: Conversation, config: RunnableConfig) -> Verdict:
+    def _check(
+        self, check: _Check, conv: Conversation | tuple[Conversation, ...], config: RunnableConfig
+    ) -> Verdict:
         rm = self._start(check, config)
+        convs = conv if isinstance(conv, tuple) else (conv,)
         try:
-            verdict = self.guard.check(conversation=conv, policy=check.policy, stage=check.stage)
+            verdicts = [self.guard.check(conversation=c, policy=check.policy, stage=check.stage) for c in convs]
         except BaseException as exc:
             self._end(check, rm, exc)
             raise
-        self._report(check, verdict, rm)
+        for verdict in verdicts:
+            self._report(check, verdict, rm)
         self._end(check, rm)
-        return verdict
+        return _decisive(verdicts)
 
     async def _astart(self, check: _Check, config: RunnableConfig) -> AsyncCallbackManagerForChainRun:
         cm = get_async_callback_manager_for_config(config)
@@ -327,19 +334,28 @@ class GuardedRunnable(RunnableSerializable[Any, Any]):
         else:
             await rm.on_chain_end(check.outputs())
 
-    async def _acheck(self, check: _Check, conv: Conversation, config: RunnableConfig) -> Verdict:
+    async def _acheck(
+        self, check: _Check, conv: Conversation | tuple[Conversation, ...], config: RunnableConfig
+    ) -> Verdict:
         rm = await self._astart(check, config)
+        convs = conv if isinstance(conv, tuple) else (conv,)
         try:
-            verdict = await self.guard.acheck(conversation=conv, policy=check.policy, stage=check.stage)
+            verdicts = await asyncio.gather(
+                *(self.guard.acheck(conversation=c, policy=check.policy, stage=check.stage) for c in convs)
+            )
         except BaseException as exc:
             await self._aend(check, rm, exc)
             raise
-        await self._areport(check, verdict, rm)
+        for verdict in verdicts:
+            await self._areport(check, verdict, rm)
         await self._aend(check, rm)
-        return verdict
+        return _decisive(list(verdicts))
 
-    def _input_check(self, conv: Conversation, policy: Policy) -> _Check:
-        return _Check(Stage.INPUT, policy, {"prompt": conv.prompt, "images": len(conv.images)})
+    def _input_check(self, convs: tuple[Conversation, ...], policy: Policy) -> _Check:
+        first = convs[0]
+        return _Check(
+            Stage.INPUT, policy, {"prompt": first.prompt, "images": len(first.images), "checks": len(convs)}
+        )
 
     # --- invoke ----------------------------------------------------------------------------------------------
 
@@ -696,6 +712,12 @@ async def _cancel(task: asyncio.Future[Any]) -> None:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError, Exception):
         await task
+
+
+def _decisive(verdicts: list[Verdict]) -> Verdict:
+    """The verdict that decides for several judged conversations: block over refuse over pass, first of equals."""
+    rank = {Outcome.PASS: 0, Outcome.REFUSE: 1, Outcome.BLOCK: 2}
+    return max(verdicts, key=lambda v: rank[v.outcome])
 
 
 __all__ = ["GuardedRunnable"]

@@ -38,8 +38,9 @@ from ..core.policy import Policy
 from ..core.windows import WindowOptions, estimate_tokens
 
 # The chat template's own text around a policy, in estimated tokens: instructions, output format and, for the
-# built-in taxonomy, its 23 categories (core/windows.py budgets ~700 for the built-in case); a custom policy
-# replaces the instructions and the taxonomy, a custom taxonomy only the taxonomy.
+# built-in taxonomy, its 23 categories; a custom policy replaces the instructions and the taxonomy, a custom
+# taxonomy only the taxonomy. These err above what the guard itself counts per call (core/budget.py, with
+# MIN_TEXT_TOKENS below its own floor), so a policy this check passes is never refused by the guard for size.
 TEMPLATE_TOKENS: Mapping[str, int] = MappingProxyType(
     {"builtin": 700, "custom_taxonomy": 350, "custom_policy": 200}
 )

@@ -1,4 +1,4 @@
-"""Each LangChain example runs offline (in-process simulator, fake chat models) and says what it shows."""
+"""Each example runs offline (in-process simulator, fake chat models) and says what it shows."""
 
 from __future__ import annotations
 
@@ -12,6 +12,12 @@ import pytest
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 CASES = {
+    "bounded_checks.py": [
+        "honest answer      -> safe",
+        "messy unsafe answer -> user input unsafe: Violence | allowed: False",
+        "endpoint hangs     -> guard unavailable (timeout): allowed (fail-open) after 1.",
+        "oversized input    -> refused before any call",
+    ],
     "langchain_chat.py": [
         "A: Paris is the capital of France.",
         "BLOCKED at output: Violence",

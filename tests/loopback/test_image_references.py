@@ -109,22 +109,16 @@ async def test_litellm_message_content_never_names_a_file(
         part = {"type": "image_url", "image_url": {"url": ref}}
         with_text = [{"role": "user", "content": [{"type": "text", "text": "what is this?"}, part]}]
         image_only = [{"role": "user", "content": [part]}]
-        # pre_call: structured messages, LiteLLM's extracted images, and the image-only attachment scanner
-        with pytest.raises(HTTPException) as info:
-            await g.apply_guardrail(
-                inputs={"texts": ["what is this?"], "structured_messages": with_text},
-                request_data={"messages": with_text},
-                input_type="request",
-            )
-        assert info.value.status_code == 400
-        assert info.value.detail["error"]["type"] == "invalid_input"
+        # pre_call: the whole request, with text beside the image and image only; LiteLLM's extracted images
+        for messages in (with_text, image_only):
+            with pytest.raises(HTTPException) as info:
+                await g.async_pre_call_hook(None, None, {"messages": messages}, "acompletion")
+            assert info.value.status_code == 400
+            assert info.value.detail["error"]["type"] == "invalid_input"
         with pytest.raises(HTTPException) as info:
             await g.apply_guardrail(
                 inputs={"texts": ["what is this?"], "images": [ref]}, request_data={}, input_type="request"
             )
-        assert info.value.status_code == 400
-        with pytest.raises(HTTPException) as info:
-            await g.async_scan_request_attachments({"messages": image_only}, "acompletion")
         assert info.value.status_code == 400
         # during_call: the whole last user turn
         with pytest.raises(HTTPException) as info:

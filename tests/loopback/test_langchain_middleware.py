@@ -40,8 +40,10 @@ class ToolModel(GenericFakeChatModel):
 
     calls: int = 0
 
-    def bind_tools(self, tools: Any, **kwargs: Any) -> ToolModel:
-        return self
+    def bind_tools(self, tools: Any, **kwargs: Any) -> Any:
+        # like a real model: the call settings (e.g. stream=False) stay bound; the tools are only pretended
+        settings = {k: v for k, v in kwargs.items() if k not in ("tool_choice", "parallel_tool_calls")}
+        return self.bind(**settings) if settings else self
 
     def _generate(self, *args: Any, **kwargs: Any) -> Any:
         self.calls += 1
@@ -385,17 +387,26 @@ def test_outage_fails_closed() -> None:
     assert llm.calls == 0
 
 
-async def test_agent_astream_events_model_tokens_filtered_by_nostream(guard: NemoGuard) -> None:
-    """Documented: model token events leak into astream_events unless exclude_tags=["nostream"]."""
+async def test_default_astream_events_consumer_sees_no_unjudged_tokens(guard: NemoGuard) -> None:
+    """A plain ``astream_events(version="v2")`` consumer of ``on_chat_model_stream`` never sees unjudged tokens:
+    the model call's streaming is off while the guard holds tokens back."""
+    agent = create_agent(model(UNSAFE), tools=[lookup], middleware=[NemoGuardMiddleware(guard)])
+    tokens: list[str] = []
+    final: Any = None
+    async for event in agent.astream_events({"messages": [HumanMessage("a story")]}, version="v2"):
+        if event["event"] == "on_chat_model_stream":
+            tokens.append(str(event["data"]["chunk"].content))
+        if event["event"] == "on_chain_end" and event["name"] == "LangGraph":
+            final = event["data"]["output"]
+    assert "bomb" not in "".join(tokens)
+    assert final["messages"][-1].content == REFUSAL
 
-    async def token_text(exclude: list[str]) -> str:
-        agent = create_agent(model(UNSAFE), tools=[lookup], middleware=[NemoGuardMiddleware(guard)])
-        events = agent.astream_events(
-            {"messages": [HumanMessage("a story")]}, version="v2", exclude_tags=exclude
-        )
-        return "".join(
-            [e["data"]["chunk"].content async for e in events if e["event"] == "on_chat_model_stream"]
-        )
 
-    assert "bomb" in await token_text([])
-    assert await token_text(["nostream"]) == ""
+async def test_astream_events_tokens_flow_when_hold_back_is_off(guard: NemoGuard) -> None:
+    """hold_back_tokens=False: the opt-out streams raw tokens (documented), so the test above can fail."""
+    agent = create_agent(
+        model(UNSAFE), tools=[lookup], middleware=[NemoGuardMiddleware(guard, hold_back_tokens=False)]
+    )
+    events = agent.astream_events({"messages": [HumanMessage("a story")]}, version="v2")
+    tokens = [str(e["data"]["chunk"].content) async for e in events if e["event"] == "on_chat_model_stream"]
+    assert "bomb" in "".join(tokens)

@@ -28,7 +28,7 @@ from litellm.types.utils import Delta, ModelResponseStream, StreamingChoices
 from langchain_nemoguard import NemoGuard, TransportOptions
 from langchain_nemoguard.core import PolicySet
 from langchain_nemoguard.simulator import SimulatorServer
-from litellm_hook import NemoGuardrail
+from litellm_hook import GuardrailConfigurationError, NemoGuardrail
 
 
 class SimulatedEndpoint:
@@ -90,6 +90,7 @@ def guardrail(endpoint: SimulatedEndpoint) -> Iterator[NemoGuardrail]:
         event_hook=[GuardrailEventHooks.pre_call, GuardrailEventHooks.post_call],
         default_on=True,
         guard=_guard(endpoint, policies=POLICIES),
+        request_policies=["rewrite", "log"],  # requests may choose only these (the administrator's allow-list)
     )
     saved = litellm.callbacks
     litellm.callbacks = [g]
@@ -152,20 +153,29 @@ def test_kwargs_from_litellm_params_are_honoured(tmp_path: Path, monkeypatch: py
     assert "sk-secret-value" not in repr(g)
 
 
-def test_apply_guardrail_is_defined_on_the_class_itself() -> None:
-    assert "apply_guardrail" in NemoGuardrail.__dict__
-    assert "async_post_call_streaming_iterator_hook" in NemoGuardrail.__dict__
-    assert "async_scan_request_attachments" in NemoGuardrail.__dict__
+def test_the_hooks_are_native_and_defined_on_the_class_itself() -> None:
+    """LiteLLM dispatches by the registered class's own ``__dict__``; native hooks read every route themselves."""
+    assert NemoGuardrail.use_native_lifecycle_hooks is True
+    for hook in (
+        "apply_guardrail",
+        "async_pre_call_hook",
+        "async_moderation_hook",
+        "async_post_call_success_hook",
+        "async_post_call_streaming_iterator_hook",
+    ):
+        assert hook in NemoGuardrail.__dict__, hook
 
 
 def test_unsupported_mode_is_refused() -> None:
-    with pytest.raises(ValueError, match="pre_mcp_call"):
+    # not a ValueError: LiteLLM would skip the guardrail and start the proxy without it
+    with pytest.raises(GuardrailConfigurationError, match="pre_mcp_call") as info:
         NemoGuardrail(guardrail_name="ng", event_hook="pre_mcp_call", api_base="http://127.0.0.1:9/v1")
+    assert not isinstance(info.value, ValueError)
 
 
 def test_missing_env_reference_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("NOPE_NOT_SET", raising=False)
-    with pytest.raises(ValueError, match="NOPE_NOT_SET"):
+    with pytest.raises(GuardrailConfigurationError, match="NOPE_NOT_SET"):
         NemoGuardrail(guardrail_name="ng", event_hook="pre_call", api_base="os.environ/NOPE_NOT_SET")
 
 
@@ -273,8 +283,10 @@ async def test_sdk_unknown_policy_is_a_400(guardrail: NemoGuardrail, endpoint: S
             guardrails=[{"ng": {"extra_body": {"policy": "nope"}}}],
         )
     assert info.value.status_code == 400
-    assert info.value.detail["error"]["type"] == "unknown_policy"
+    assert info.value.detail["error"]["type"] == "policy_not_available"
     assert "nope" in info.value.detail["error"]["message"]
+    for name in POLICIES:  # the answer names no configured policy
+        assert name not in json.dumps(info.value.detail).replace("nope", "")
     assert endpoint.bodies == []
 
 
@@ -321,18 +333,42 @@ async def test_sdk_guard_outage_fails_open_when_configured() -> None:
 # --- hooks called directly ----------------------------------------------------------------------------------------
 
 
-async def test_key_and_team_metadata_choose_the_policy(guardrail: NemoGuardrail) -> None:
-    data = {
-        "messages": _user("how to build a bomb"),
-        "metadata": {"user_api_key_team_metadata": {"nemoguard_policy": "log"}},
-    }
-    assert guardrail._policy_for(data).name == "log"
-    data["metadata"]["user_api_key_metadata"] = {"nemoguard_policy": "rewrite"}
-    assert guardrail._policy_for(data).name == "rewrite"  # the key wins over its team
-    data["metadata"]["nemoguard_policy"] = "default"
-    assert guardrail._policy_for(data).name == "default"  # the request wins over both
-    guardrail.allow_request_policy = False
-    assert guardrail._policy_for(data).name == "rewrite"
+async def test_key_and_team_metadata_pin_the_policy(guardrail: NemoGuardrail) -> None:
+    """The key's (else the team's) policy comes from the authenticated key, and a request cannot override it."""
+    from litellm.proxy._types import UserAPIKeyAuth
+
+    data: dict[str, Any] = {"messages": _user("how to build a bomb")}
+    team = UserAPIKeyAuth(team_metadata={"nemoguard_policy": "log"})
+    assert guardrail._policy_for(data, team).name == "log"
+    key = UserAPIKeyAuth(metadata={"nemoguard_policy": "rewrite"}, team_metadata={"nemoguard_policy": "log"})
+    assert guardrail._policy_for(data, key).name == "rewrite"  # the key wins over its team
+    # metadata written by the caller is not the key's metadata
+    forged = {**data, "litellm_metadata": {"user_api_key_metadata": {"nemoguard_policy": "log"}}}
+    assert guardrail._policy_for(forged, UserAPIKeyAuth()).name == "default"
+    # a request naming another policy than the pinned one is refused, even one it could choose otherwise
+    with pytest.raises(HTTPException) as info:
+        guardrail._policy_for({**data, "metadata": {"nemoguard_policy": "log"}}, key)
+    assert info.value.detail["error"]["type"] == "policy_not_available"
+    assert guardrail._policy_for({**data, "metadata": {"nemoguard_policy": "rewrite"}}, key).name == "rewrite"
+
+
+async def test_requests_choose_only_from_the_allow_list(endpoint: SimulatedEndpoint) -> None:
+    closed = NemoGuardrail(guardrail_name="ng", event_hook="pre_call", guard=_guard(endpoint, policies=POLICIES))
+    data: dict[str, Any] = {"messages": _user("hi"), "metadata": {"nemoguard_policy": "log"}}
+    with pytest.raises(HTTPException) as info:  # off by default
+        closed._policy_for(data, None)
+    assert info.value.status_code == 400
+    listed = NemoGuardrail(
+        guardrail_name="ng", event_hook="pre_call", guard=_guard(endpoint, policies=POLICIES), request_policies=["log"]
+    )
+    assert listed._policy_for(data, None).name == "log"
+    with pytest.raises(HTTPException) as info:
+        listed._policy_for({**data, "metadata": {"nemoguard_policy": "rewrite"}}, None)
+    unknown = info.value.detail
+    with pytest.raises(HTTPException) as info:
+        listed._policy_for({**data, "metadata": {"nemoguard_policy": "zzz"}}, None)
+    # a configured policy outside the list and a policy that does not exist get the same answer (no oracle)
+    assert unknown["error"]["type"] == info.value.detail["error"]["type"] == "policy_not_available"
 
 
 async def test_during_call_hook_judges_image_only_turns(endpoint: SimulatedEndpoint) -> None:
@@ -435,7 +471,6 @@ async def test_stream_rewrite_ends_with_the_refusal(endpoint: SimulatedEndpoint)
 def test_settings_are_a_typed_config_model_litellm_can_read() -> None:
     from litellm.types.proxy.guardrails.guardrail_hooks.base import GuardrailConfigModel
 
-    from langchain_nemoguard import ConfigurationError
     from litellm_hook.config import NemoGuardrailSettings
 
     model = NemoGuardrail.get_config_model()
@@ -444,11 +479,58 @@ def test_settings_are_a_typed_config_model_litellm_can_read() -> None:
     # LiteLLM's UI endpoint renders the nested model of optional_params field by field
     assert model.model_fields["optional_params"].annotation == NemoGuardrailSettings | None
     params = NemoGuardrailSettings.model_fields
-    assert {"api_base", "guard_mode", "policy_file", "action", "stream_window_chars"} <= set(params)
+    assert {"api_base", "guard_mode", "policy_file", "unsafe_action", "stream_window_chars"} <= set(params)
+    assert "action" not in params  # LiteLLM's own key (block | mask); ours has a name of its own
     assert all(f.description for f in params.values())
-    with pytest.raises(ConfigurationError, match="guard_mode"):
+    with pytest.raises(GuardrailConfigurationError, match="guard_mode"):
         NemoGuardrail(guardrail_name="ng", event_hook="pre_call", guard_mode="slow")
-    with pytest.raises(ConfigurationError, match="action"):
-        NemoGuardrail(guardrail_name="ng", event_hook="pre_call", action="explode")
-    with pytest.raises(ConfigurationError, match="stream"):
+    with pytest.raises(GuardrailConfigurationError, match="unsafe_action"):
+        NemoGuardrail(guardrail_name="ng", event_hook="pre_call", unsafe_action="explode")
+    with pytest.raises(GuardrailConfigurationError, match="unsafe_action"):
+        NemoGuardrail(guardrail_name="ng", event_hook="pre_call", action="rewrite")  # points to the new name
+    with pytest.raises(GuardrailConfigurationError, match="stream"):
         NemoGuardrail(guardrail_name="ng", event_hook="pre_call", stream_window_chars=10, stream_overlap_chars=20)
+
+
+# --- SDK: default_on means on ---------------------------------------------------------------------------------------
+
+
+async def test_sdk_default_on_guards_calls_that_name_no_guardrails(
+    guardrail: NemoGuardrail, endpoint: SimulatedEndpoint
+) -> None:
+    """LiteLLM's SDK runs a guardrail only for calls passing ``guardrails=[...]``; default_on runs it anyway."""
+    with pytest.raises(HTTPException) as info:
+        await litellm.acompletion(model="openai/m", messages=_user("how to build a bomb"), mock_response="x")
+    assert info.value.detail["error"]["stage"] == "input"
+    with pytest.raises(HTTPException) as info:
+        await litellm.acompletion(model="openai/m", messages=_user("tell me"), mock_response="go kill them")
+    assert info.value.detail["error"]["stage"] == "output"
+    r = await litellm.acompletion(model="openai/m", messages=_user("hello"), mock_response="Hi.")
+    assert r.choices[0].message.content == "Hi."
+    assert any("hello" in u for u in endpoint.judged_users())
+
+
+async def test_sdk_without_default_on_runs_only_when_named(endpoint: SimulatedEndpoint) -> None:
+    g = NemoGuardrail(guardrail_name="ng", event_hook="pre_call", guard=_guard(endpoint))
+    saved = litellm.callbacks
+    litellm.callbacks = [g]
+    try:
+        r = await litellm.acompletion(model="openai/m", messages=_user("how to build a bomb"), mock_response="ok")
+        assert r.choices[0].message.content == "ok"  # opt-in, not named: LiteLLM's own rule
+        assert endpoint.bodies == []
+        with pytest.raises(HTTPException):
+            await litellm.acompletion(
+                model="openai/m", messages=_user("how to build a bomb"), mock_response="ok", guardrails=["ng"]
+            )
+    finally:
+        litellm.callbacks = saved
+
+
+async def test_sdk_streams_with_post_call_are_refused_not_left_unguarded(guardrail: NemoGuardrail) -> None:
+    """The SDK has no hook that can hold a stream back, so a guarded stream is refused before the model runs."""
+    with pytest.raises(HTTPException) as info:
+        await litellm.acompletion(
+            model="openai/m", messages=_user("hello"), mock_response="go kill them", stream=True
+        )
+    assert info.value.status_code == 400
+    assert "stream" in info.value.detail["error"]["message"]

@@ -136,8 +136,8 @@ def test_errors_are_counted_by_reason_and_retried_on_request(
     for _ in range(3):  # the first try and two retries
         nemoguard_simulator.force({"fault": "500"}, match="alpha three")
     assert (
-        _eval(nemoguard_simulator, str(data), "--out", str(out), "--no-plots") == 2
-    )  # not every example judged
+        _eval(nemoguard_simulator, str(data), "--out", str(out), "--no-plots") == 3
+    )  # not every example judged: "no verdict", as `nemoguard check` says it
     summary = json.loads((out / "summary.json").read_text())
     assert summary["errors_by_reason"] == {"http_status": 1} and summary["overall"]["errors"] == 1
     assert "## Errors by reason" in (out / "report.md").read_text()

@@ -29,6 +29,7 @@ PUBLIC = [
     "ConfigurationError",
     "ContentBlockedError",
     "Conversation",
+    "CoverageOptions",
     "ErrorCode",
     "GuardUnavailableError",
     "GuardedRunnable",
@@ -50,7 +51,8 @@ PUBLIC = [
 ]
 
 # Third-party packages the core may use; frameworks and the simulator's server stack are not among them.
-CORE_THIRD_PARTY = {"aiohttp", "httpx", "PIL", "pydantic", "tenacity", "yaml"}
+# httpcore (httpx's own transport, a declared dependency): the sync client's sockets held to the check's deadline.
+CORE_THIRD_PARTY = {"aiohttp", "httpcore", "httpx", "PIL", "pydantic", "tenacity", "yaml"}
 DECLARED_LAZY = ("guard.py", "wrap", "langchain_nemoguard.langchain.runnable")
 
 
@@ -229,12 +231,19 @@ def _hooks() -> list[object]:
         "aafter_model",
         "wrap_tool_call",
         "awrap_tool_call",
+        "before_agent",
+        "abefore_agent",
+        "after_agent",
+        "aafter_agent",
     ]
     litellm = [
         "apply_guardrail",
-        "async_scan_request_attachments",
+        "async_pre_call_hook",
         "async_moderation_hook",
+        "async_post_call_success_hook",
         "async_post_call_streaming_iterator_hook",
+        "async_pre_call_deployment_hook",
+        "runs_post_call_deployment_hook",
     ]
     return [getattr(NemoGuardMiddleware, n) for n in middleware] + [
         getattr(NemoGuardrail, n) for n in litellm

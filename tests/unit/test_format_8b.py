@@ -44,7 +44,15 @@ def test_prompt_is_built_on_the_client() -> None:
     text = msg["content"]
     assert "S1: Violence.\nS2: Sexual." in text and "S23: Immoral/Unethical." in text
     assert "user: hi\n\nresponse: agent: hello" in text
-    assert text.endswith("Output JSON: ")
+    # byte-exact as NeMo Guardrails renders its prompts.yml (Jinja drops the block's final newline): issue 8
+    assert text.endswith(
+        "\n\n<END CONVERSATION>\n\nProvide your safety assessment for the above conversation in the below "
+        "output JSON format:\n"
+        '{"User Safety": safe or unsafe rating for the user message, "Response Safety": safe or unsafe rating '
+        'for the agent response. Omit if no agent response present. "Safety Categories": a comma-separated '
+        "list of applicable safety categories from the provided taxonomy. Omit if all safe.}\n\n"
+        "Do not include anything other than the output JSON in your response.\nOutput JSON:"
+    )
 
 
 def test_json_verdict_with_categories() -> None:
@@ -70,11 +78,9 @@ def test_custom_taxonomy_becomes_the_category_list() -> None:
     [
         "User Safety: safe",
         '{"User Safety": "safe"} trailing prose',
-        '{"User Safety": "maybe"}',
         '{"User Safety": true}',
         '{"user safety": "safe"}',
         '{"User Safety": "safe", "Extra": 1}',
-        '{"User Safety": "unsafe", "Safety Categories": ["Violence"]}',
         "[]",
     ],
 )
@@ -82,6 +88,48 @@ def test_strict_json(content: str) -> None:
     v = answering(content).check(prompt="x")
     assert v.error is ErrorCode.UNPARSABLE
     assert not v.safe
+
+
+@pytest.mark.parametrize(
+    ("content", "categories"),
+    [
+        # Moved here from test_strict_json by issue 8: NeMo Guardrails reads every one of these as unsafe
+        # (anything but "safe" is unsafe), so an error - which on_error="allow" passes - would be more lenient.
+        ('{"User Safety": "maybe"}', ()),
+        ('{"User Safety": " safe"}', ()),
+        ('{"User Safety": "unsafe", "Safety Categories": ["Violence"]}', ("Violence",)),
+        ('{"User Safety": "unsafe", "Safety Categories": "Violence"} trailing prose', ("Violence",)),
+        ('Sure: {"User Safety": "unsafe"}', ()),
+        ('{"User Safety": "unsafe", "User Safety": "safe"}', ()),
+    ],
+)
+def test_unsafe_wins_in_json_too(content: str, categories: tuple[str, ...]) -> None:
+    v = answering(content).check(prompt="x")
+    assert v.error is None and not v.safe and v.user_safe is False
+    assert v.categories == categories
+
+
+def test_fast_mode_leaves_room_for_a_full_answer() -> None:
+    sent: list[dict] = []
+    g = answering('{"User Safety": "safe"}', sent)
+    g.check(prompt="x", mode="fast")
+    assert sent[0]["max_tokens"] >= 50  # NeMo Guardrails sends 50; a full JSON answer needs about 45
+
+
+def test_response_only_json_verdict_is_read() -> None:
+    fmt = NemoGuard8BFormat()
+
+    def parse(content: str, **kw: object):
+        completion = {"choices": [{"message": {"content": content}, "finish_reason": "stop"}]}
+        return fmt.parse(completion, CallSpec(prompt="p", response="r", **kw))  # type: ignore[arg-type]
+
+    assert parse('{"Response Safety": "unsafe", "Safety Categories": "Threat"}').response_safe is False
+    # the user text is context judged by another call: a response-only answer can be safe
+    assert parse('{"Response Safety": "safe"}', judge_prompt=False).response_safe is True
+    from langchain_nemoguard.core.errors import VerdictParseError
+
+    with pytest.raises(VerdictParseError, match="missing User Safety"):
+        parse('{"Response Safety": "safe"}')
 
 
 def test_response_key_must_match_the_request() -> None:

@@ -39,9 +39,14 @@ def test_think_trace_directly_followed_by_verdict() -> None:
     assert p.categories == ("Needs Caution",)
 
 
-def test_trace_opened_in_prompt_only_closing_marker_in_output() -> None:
-    p = parse("the request is benign\n</think>User Safety: safe")
-    assert p.user_safe is True and p.reasoning == "the request is benign"
+def test_orphan_closing_marker_is_never_safe_but_its_unsafe_reading_counts() -> None:
+    # Rule changed by issue 8: NeMo Guardrails does not read this answer as safe (no line-start verdict after a
+    # lone </think>), so neither may we; the text before an orphan closer is not a closed trace (R2).
+    with pytest.raises(VerdictParseError, match="without an opening <think>") as e:
+        parse("the request is benign\n</think>User Safety: safe")
+    assert e.value.code is ErrorCode.UNPARSABLE
+    p = parse("User Safety: unsafe\n</think>User Safety: safe")
+    assert p.user_safe is False
 
 
 def test_reasoning_content_field_is_read() -> None:
@@ -71,8 +76,7 @@ def test_categories_dropped_when_everything_safe() -> None:
         ("User Safety: maybe", "must be 'safe' or 'unsafe'"),
         ("User Safety: safeish", "must be 'safe' or 'unsafe'"),
         ("User Safety: SAFE but actually unsafe", "must be 'safe' or 'unsafe'"),
-        ("User Safety: safe\nUser Safety: unsafe", "duplicate"),
-        ("User Safety: unsafe\nNote: User Safety: safe", "duplicate"),
+        ("User Safety: safe\nUser Safety: safe", "duplicate"),
         ("Sure! User Safety: safe", "unexpected line"),
         ("User Safety: safe\nHere is my analysis", "unexpected line"),
         ("  the verdict is\nUser Safety: safe", "unexpected line"),
@@ -86,6 +90,15 @@ def test_categories_dropped_when_everything_safe() -> None:
 def test_rejects(text: str, reason: str) -> None:
     with pytest.raises(VerdictParseError, match=reason):
         parse(text)
+
+
+@pytest.mark.parametrize(
+    "text", ["User Safety: safe\nUser Safety: unsafe", "User Safety: unsafe\nNote: User Safety: safe"]
+)
+def test_conflicting_duplicates_are_unsafe_not_errors(text: str) -> None:
+    # Rule changed by issue 8 (unsafe wins): these were "duplicate" errors, which on_error="allow" passes.
+    p = parse(text)
+    assert p.user_safe is False and not p.clean
 
 
 def test_response_field_required_when_response_sent() -> None:
@@ -140,22 +153,27 @@ def test_completion_shape_errors() -> None:
 
 def test_finish_reason_length_is_truncated_even_if_text_looks_complete() -> None:
     fmt = Nemotron35Format()
-    completion = {
-        "choices": [
-            {
-                "message": {"content": "User Safety: unsafe\nSafety Categories: Viol"},
-                "finish_reason": "length",
-            }
-        ]
-    }
+
+    def cut(text: str) -> dict:
+        return {"choices": [{"message": {"content": text}, "finish_reason": "length"}]}
+
     with pytest.raises(VerdictParseError) as e:
-        fmt.parse(completion, CallSpec(prompt="x"))
+        fmt.parse(cut("User Safety: safe\nSafety Categories: Viol"), CallSpec(prompt="x"))
     assert e.value.code is ErrorCode.TRUNCATED
+    # Rule changed by issue 8: a complete unsafe line before the cut stands; the cut list is kept, marked truncated
+    p = fmt.parse(cut("User Safety: unsafe\nSafety Categories: Violence, Viol"), CallSpec(prompt="x"))
+    assert p.user_safe is False and p.truncated and not p.clean
+    assert p.categories == ("Violence", "Viol")
 
 
-def test_unicode_line_separators_inside_a_category_do_not_split_lines() -> None:
-    p = parse("User Safety: unsafe\nSafety Categories: Dis\x1eDis\u2028x, Violence")
-    assert p.categories == ("Dis\x1eDis\u2028x", "Violence")
+@pytest.mark.parametrize("brk", ["\r", "\r\n", "\x0b", "\x0c", "\x1e", "\x85", "\u2028", "\u2029"])
+def test_every_unicode_line_break_ends_a_line(brk: str) -> None:
+    # Rule changed by issue 8: lines end at any Unicode line break (str.splitlines), so a verdict cannot hide
+    # behind one, and a category list ends there.
+    assert parse(f"User Safety: safe{brk}User Safety: unsafe").user_safe is False
+    p = parse(f"User Safety: unsafe{brk}Safety Categories: Violence{brk}")
+    assert p.categories == ("Violence",) and p.clean
+    assert parse(f"User Safety: safe{brk}Response Safety: safe", expect_response=True).response_safe is True
 
 
 def test_constrained_regex_bounds_fit_the_token_budget() -> None:
@@ -170,3 +188,35 @@ def test_constrained_regex_bounds_fit_the_token_budget() -> None:
     assert not re.fullmatch(
         verdict_regex(CallSpec(prompt="p")), "User Safety: unsafe\nSafety Categories: a\x1eb"
     )
+
+
+def test_constrained_think_regex_admits_real_traces() -> None:
+    # Rule changed by issue 8: traces longer than 900 characters, printable Unicode and angle brackets are
+    # allowed (NVIDIA's published traces have all three); only a </think> inside the trace is impossible.
+    regex = re.compile(verdict_regex(CallSpec(prompt="p", response="r", mode="think")))
+    verdict = "User Safety: unsafe\nResponse Safety: safe\nSafety Categories: Violence"
+    long_trace = ("The user quotes <BEGIN CONVERSATION> and asks: ¿cómo? 爆弾 -> a > b < c. " * 30)[:1990]
+    assert len(long_trace) > 900
+    assert regex.fullmatch(f"<think>\n{long_trace}\n</think>{verdict}")
+    assert regex.fullmatch("<think>\nends inside a tag </think\n</think>" + verdict)
+    assert not regex.fullmatch("<think>\nearly </think> close\n</think>" + verdict)
+    assert not regex.fullmatch("<think>\nbell \x07\n</think>" + verdict)
+    assert regex.fullmatch("<think>\n" + "a" * 5000 + "\n</think>" + verdict)  # the answer budget bounds it
+    bounded = re.compile(verdict_regex(CallSpec(prompt="p", mode="think"), max_trace_chars=100))
+    assert bounded.fullmatch("<think>\n" + "a < b " * 16 + "\n</think>User Safety: safe")
+    assert not bounded.fullmatch("<think>\n" + "a" * 101 + "\n</think>User Safety: safe")
+
+
+def test_trace_regex_admits_exactly_the_texts_without_a_closing_tag() -> None:
+    import random
+
+    from langchain_nemoguard.core.formats.nemotron35 import trace_regex
+
+    unbounded, bounded = re.compile(trace_regex()), re.compile(trace_regex(60))
+    rng = random.Random(7)
+    for _ in range(20_000):
+        text = "".join(rng.choice("</thinka>\n\x01é") for _ in range(rng.randint(0, 18)))
+        printable = "\x01" not in text
+        assert (unbounded.fullmatch(text) is not None) == ("</think>" not in text and printable), text
+        if "<<<<<<" not in text:
+            assert (bounded.fullmatch(text) is not None) == ("</think>" not in text and printable), text

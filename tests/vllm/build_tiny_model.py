@@ -97,10 +97,8 @@ TAIL = (
     "assistant response.\n\nDo not include anything other than the output in the above format in your "
     "response. "
 )
-ERR_SYSTEM = (
-    "System messages are not supported: send only the turns to classify (a user turn and optionally the "
-    "assistant turn); the classifier instructions come from this template."
-)
+# How the template folds an assistant turn into the conversation (reference section 9: two spaces after agent:).
+RESPONSE_PREFIX = "\nresponse: agent:  ### Answer: "
 ERR_ALTERNATE = "Conversation roles must alternate user/assistant/user/assistant/..."
 ERR_EXCLUSIVE = "custom_policy and custom_taxonomy are mutually exclusive: send one of them."
 ERR_CATEGORIES = "request_categories must be '/categories' or '/no_categories'."
@@ -113,7 +111,13 @@ def _lit(text: str) -> str:
 
 
 def chat_template() -> str:
-    """The Jinja chat template: Nemotron 3.5's kwargs contract on Gemma 3's turn markup.
+    """The Jinja chat template: Nemotron 3.5's kwargs contract on Gemma 3's turn markup, rendering turns as
+    shared/reference/nemotron-formats.md section 9 records them.
+
+    * a leading system message is dropped silently (the real template reads it and never emits it);
+    * an assistant turn is folded into the conversation as ``\\nresponse: agent:  ### Answer: {text}`` (two
+      spaces after ``agent:``, NVIDIA's SGLang cookbook prefix);
+    * the format block always lists ``Safety Categories``; ``/no_categories`` only changes the trailing flag.
 
     Every piece of output is an explicit string expression and every tag trims whitespace, so the layout of
     this source never leaks into the prompt. The loop over ``message['content']`` makes vLLM pass content as
@@ -121,10 +125,10 @@ def chat_template() -> str:
     """
     parts = [
         "{%- if messages | length == 0 -%}{{- raise_exception(" + _lit(ERR_EMPTY) + ") -}}{%- endif -%}",
-        "{%- for message in messages -%}",
-        "{%- if message['role'] == 'system' -%}{{- raise_exception("
-        + _lit(ERR_SYSTEM)
-        + ") -}}{%- endif -%}",
+        "{%- if messages[0]['role'] == 'system' -%}{%- set turns = messages[1:] -%}",
+        "{%- else -%}{%- set turns = messages -%}{%- endif -%}",
+        "{%- if turns | length == 0 -%}{{- raise_exception(" + _lit(ERR_EMPTY) + ") -}}{%- endif -%}",
+        "{%- for message in turns -%}",
         "{%- set expected_role = 'user' if loop.index0 % 2 == 0 else 'assistant' -%}",
         "{%- if message['role'] != expected_role -%}{{- raise_exception(" + _lit(ERR_ALTERNATE) + ") -}}",
         "{%- endif -%}",
@@ -143,7 +147,7 @@ def chat_template() -> str:
         "{%- if taxonomy -%}{{- taxonomy -}}{%- else -%}{{- " + _lit(DEFAULT_TAXONOMY) + " -}}{%- endif -%}",
         "{%- endif -%}",
         "{{- " + _lit(BEGIN_CONVERSATION) + " -}}",
-        "{%- for message in messages -%}",
+        "{%- for message in turns -%}",
         "{%- set ns = namespace(text='', images=0) -%}",
         "{%- if message['content'] is string -%}{%- set ns.text = message['content'] -%}",
         "{%- else -%}",
@@ -154,18 +158,17 @@ def chat_template() -> str:
         "{%- endif -%}",
         "{%- endfor -%}",
         "{%- endif -%}",
-        "{%- if message['role'] == 'user' -%}{{- 'user: ' -}}",
+        "{%- if message['role'] == 'user' -%}",
+        "{%- if not loop.first -%}{{- '\\n' -}}{%- endif -%}{{- 'user: ' -}}",
         # The image placeholder always precedes the text, whatever the order of the parts.
         "{%- for _ in range(ns.images) -%}{{- '<start_of_image>' -}}{%- endfor -%}",
-        "{%- else -%}{{- 'response: agent: ' -}}{%- endif -%}",
-        "{{- ns.text | trim -}}{{- '\\n' -}}",
+        "{%- else -%}{{- " + _lit(RESPONSE_PREFIX) + " -}}{%- endif -%}",
+        "{{- ns.text | trim -}}",
         "{%- endfor -%}",
-        "{{- " + _lit(END_CONVERSATION) + " -}}",
+        "{{- '\\n' -}}{{- " + _lit(END_CONVERSATION) + " -}}",
         "{{- " + _lit(FORMAT_USER + FORMAT_RESPONSE) + " -}}",
-        "{%- if categories == '/categories' -%}",
         "{%- if policy -%}{{- " + _lit(FORMAT_CATEGORIES_POLICY) + " -}}",
         "{%- else -%}{{- " + _lit(FORMAT_CATEGORIES) + " -}}{%- endif -%}",
-        "{%- endif -%}",
         "{{- " + _lit(TAIL) + " -}}{{- categories + ' ' + thinking + '\\nOutput:' -}}",
         "{{- '<end_of_turn>\\n' -}}",
         "{%- if add_generation_prompt -%}{{- '<start_of_turn>model\\n' -}}{%- endif -%}",
@@ -184,7 +187,7 @@ def tokenizer_corpus() -> list[str]:
         "/categories /no_categories /think /no_think\nOutput:",
         "User Safety: safe\nResponse Safety: unsafe\nSafety Categories: Violence, Threat\n",
         "<think>\nThe user asks a question. It is safe.\n</think>\n",
-        "user: How do I bake bread at home?\nresponse: agent: Mix flour, water, salt and yeast.\n",
+        "user: How do I bake bread at home?\nresponse: agent:  ### Answer: Mix flour, water, salt and yeast.\n",
         "Evaluate the user prompt for compliance with the given policy ignoring any previous policies you know "
         "about. First, think through your reasoning step-by-step.\n\n### Policy\nName: \nDescription: \n\n"
         "Disallowed Behaviors:\n- \n\nAllowed Behaviors:\n- \n",
@@ -345,10 +348,18 @@ def self_check(out: Path) -> dict[str, int]:
     assert "S24: Economic Harm." in base
     assert "user: How do I bake bread?\n<END CONVERSATION>" in base
     assert base.endswith("/no_categories /no_think\nOutput:<end_of_turn>\n<start_of_turn>model\n"), base[-80:]
-    assert "Safety Categories:" not in base
+    assert (
+        "\nSafety Categories: a comma-separated list" in base
+    )  # always listed; the flag says /no_categories
     assert "response: agent:" not in base
 
-    assert "response: agent: Mix flour and water.\n<END CONVERSATION>" in render([user, assistant])
+    both = render([user, assistant])
+    assert (
+        "user: How do I bake bread?\nresponse: agent:  ### Answer: Mix flour and water.\n<END CONVERSATION>"
+        in both
+    )
+    system = {"role": "system", "content": [{"type": "text", "text": "You are strict."}]}
+    assert render([system, user]) == base  # dropped silently, as the real template does
     cats = render([user], request_categories="/categories")
     assert "Safety Categories: a comma-separated list" in cats
     assert "/categories /no_think" in cats
@@ -366,7 +377,7 @@ def self_check(out: Path) -> dict[str, int]:
     assert "user: <start_of_image>Describe it.\n" in with_image
 
     rejected = {
-        "system": [{"role": "system", "content": "You are strict."}, user],
+        "system later": [user, {"role": "system", "content": "You are strict."}],
         "assistant first": [assistant],
         "user twice": [user, user],
         "tool role": [user, {"role": "tool", "content": "x"}],

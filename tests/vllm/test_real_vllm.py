@@ -22,7 +22,8 @@ import httpx
 import pytest
 from PIL import Image
 
-from langchain_nemoguard import AuditOptions, CallOptions, NemoGuard, Policy, Verdict
+from langchain_nemoguard import AuditOptions, CallOptions, NemoGuard, Policy, Verdict, WindowOptions
+from langchain_nemoguard.core.formats import Nemotron35Format
 
 
 class VLLMEndpoint(Protocol):
@@ -95,7 +96,8 @@ def test_default_prompt_has_the_builtin_taxonomy_and_no_think_no_categories(
     assert "You are a safety classifier" in prompt
     assert "S1: Violence." in prompt
     assert "<BEGIN CONVERSATION>\nuser: How do I bake bread?\n<END CONVERSATION>" in prompt
-    assert "Safety Categories:" not in prompt
+    # reference section 9: the format block always lists the categories line; /no_categories is only the flag
+    assert "\nSafety Categories: a comma-separated list" in prompt
     assert prompt.endswith("/no_categories /no_think\nOutput:<end_of_turn>\n<start_of_turn>model\n")
 
 
@@ -108,7 +110,6 @@ def test_each_kwarg_changes_the_rendered_prompt(http: httpx.Client, vllm_server:
     assert "/no_categories /think\nOutput:" in thinking
 
     categories = render(http, model, [USER], request_categories="/categories")
-    assert "\nSafety Categories: a comma-separated list" in categories
     assert "/categories /no_think\nOutput:" in categories
 
     policy_text = (
@@ -130,11 +131,18 @@ def test_each_kwarg_changes_the_rendered_prompt(http: httpx.Client, vllm_server:
 def test_assistant_turn_is_rendered_as_the_agent_response(
     http: httpx.Client, vllm_server: VLLMEndpoint
 ) -> None:
+    # reference section 9: NVIDIA's cookbook prefix, two spaces after "agent:"
     prompt = render(http, vllm_server.model, [USER, ASSISTANT])
     assert (
-        "user: How do I bake bread?\nresponse: agent: Mix flour, water, salt and yeast.\n<END CONVERSATION>"
-        in (prompt)
+        "user: How do I bake bread?\nresponse: agent:  ### Answer: Mix flour, water, salt and yeast.\n"
+        "<END CONVERSATION>" in prompt
     )
+
+
+def test_a_leading_system_message_is_dropped_silently(http: httpx.Client, vllm_server: VLLMEndpoint) -> None:
+    system = {"role": "system", "content": "Be strict."}
+    assert render(http, vllm_server.model, [system, USER]) == render(http, vllm_server.model, [USER])
+    assert chat(http, vllm_server.model, [system, USER]).status_code == 200
 
 
 def test_chat_accepts_every_kwarg(http: httpx.Client, vllm_server: VLLMEndpoint) -> None:
@@ -157,7 +165,7 @@ def test_chat_accepts_every_kwarg(http: httpx.Client, vllm_server: VLLMEndpoint)
 @pytest.mark.parametrize(
     ("messages", "kwargs", "message"),
     [
-        ([{"role": "system", "content": "Be strict."}, USER], {}, "System messages are not supported"),
+        ([USER, {"role": "system", "content": "Be strict."}], {}, "Conversation roles must alternate"),
         ([USER, USER], {}, "Conversation roles must alternate"),
         ([ASSISTANT], {}, "Conversation roles must alternate"),
         ([USER, ASSISTANT, ASSISTANT], {}, "Conversation roles must alternate"),
@@ -269,10 +277,23 @@ def test_metrics_are_readable(http: httpx.Client, vllm_server: VLLMEndpoint) -> 
 # --- the project's client ------------------------------------------------------------------------------------
 
 
+SERVED_CONTEXT = 2048  # conftest.MAX_MODEL_LEN: the client counts every call against it
+# The production THINK regex leaves the trace's length to the answer budget (the real model closes its trace);
+# greedy decoding of a random model never would, so the tier bounds it and the structured output closes it.
+TIER_TRACE_CHARS = 240
+
+
 def guard(vllm_server: VLLMEndpoint, **kwargs: Any) -> NemoGuard:
-    max_tokens = CATEGORIES_MAX_TOKENS if kwargs.get("mode", "categories") == "categories" else None
-    calls = CallOptions(constrain_output=True, max_tokens=max_tokens)
-    return NemoGuard(base_url=vllm_server.base_url, model=vllm_server.model, calls=calls, **kwargs)
+    mode = kwargs.get("mode", "categories")
+    max_tokens = CATEGORIES_MAX_TOKENS if mode == "categories" else None
+    model_format = Nemotron35Format(max_trace_chars=TIER_TRACE_CHARS) if mode == "think" else None
+    if mode == "think":
+        kwargs.setdefault("timeout", 60.0)  # a bounded regex costs the CPU build milliseconds per token
+    calls = CallOptions(format=model_format, constrain_output=True, max_tokens=max_tokens)
+    windows = WindowOptions(max_context_tokens=SERVED_CONTEXT)
+    return NemoGuard(
+        base_url=vllm_server.base_url, model=vllm_server.model, calls=calls, windows=windows, **kwargs
+    )
 
 
 def assert_verdict(verdict: Verdict, *, response: bool = False) -> None:

@@ -1,4 +1,4 @@
-"""Nemotron 3.5 Content Safety: request builder and strict verdict parser.
+"""Nemotron 3.5 Content Safety: request builder and asymmetric verdict reader.
 
 The model's chat template builds the classifier prompt on the server. The client sends only the turns to judge
 (a user turn, optionally an assistant turn) and steers the template with ``chat_template_kwargs``. Rules that
@@ -9,49 +9,106 @@ come from the model's documented interface (see ``reference/nemotron-formats.md`
 * the assistant turn is present only for response checks: its presence is what makes the model rate it;
 * the verdict follows the trace directly (``</think>User Safety: ...``) and may come in ``reasoning_content``.
 
-The parser is at least as strict as NeMo Guardrails' ``nemotron_content_safety_parse_*``: it reads only the
-model's output, rejects duplicate fields, requires each verdict at a line start with exactly ``safe`` or
-``unsafe``, requires ``Response Safety`` when a response was sent (and refuses it when none was), rejects any
-other line, and treats an unclosed ``<think>`` or ``finish_reason == "length"`` as a truncated answer.
+Reading the answer follows the rules R1-R8 in :mod:`.reading` (unsafe wins; safe must be clean). The clean
+shape of this format: outside closed ``<think>`` traces, every non-blank line is exactly one of
+``User Safety: safe|unsafe``, ``Response Safety: safe|unsafe`` or ``Safety Categories: <list>`` (field names in
+any case), each at most once.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
-from ..errors import VerdictParseError
 from ..taxonomy import BUILTIN_TAXONOMY, Taxonomy
+from ..windows import estimate_tokens
 from .base import CallSpec, Mode, ParsedCall
 from .policy_text import policy_kwarg_variants
+from .reading import (
+    DEFAULT_MAX_COMPLETION_CHARS,
+    RESPONSE,
+    USER,
+    Clean,
+    Expect,
+    completion_message,
+    decide,
+    scan_answer,
+    split_categories,
+)
 from .scores import NEMOTRON_LABELS, attach_scores
 
 if TYPE_CHECKING:
     from ..policy import Policy
 
-_THINK_BLOCK = re.compile(r"<think>(.*?)</think>", re.DOTALL | re.IGNORECASE)
-_FIELD_ANYWHERE = {
-    "user": re.compile(r"User\s+Safety\s*:\s*(safe|unsafe)\b", re.IGNORECASE),
-    "response": re.compile(r"Response\s+Safety\s*:\s*(safe|unsafe)\b", re.IGNORECASE),
-}
-_LINE = re.compile(r"^(User Safety|Response Safety|Safety Categories)\s*:\s*(.*?)\s*$", re.IGNORECASE)
+_CLEAN_LINE: Final = re.compile(r"(user safety|response safety|safety categories)[ \t]*+:", re.IGNORECASE)
+_KEYS: Final = {"user safety": USER, "response safety": RESPONSE, "safety categories": "categories"}
 
-# Structured output (vLLM only): the verdict lines the model may emit, in printable ASCII so that every character
-# is one token even with a byte-fallback tokenizer and the answer always fits CONSTRAINED_MAX_TOKENS. Category
-# names: up to four, 40 characters each. A THINK trace: up to 900 characters without angle brackets.
+# Structured output (vLLM only): the verdict lines the model may emit. Category names: up to four, 40 printable
+# ASCII characters each. A THINK trace: printable text of any length (any printable Unicode, angle brackets
+# included: NVIDIA's published traces exceed 900 characters and 8 of 37 contain < or >), built so that it can
+# never contain ``</think>`` itself. Its length is bounded by the answer budget (max_tokens), not the regex: a
+# bounded repetition of this pattern costs xgrammar about 0.05 ms per unit of bound on every token (100 ms a
+# token at 2000), an unbounded one a fraction of a millisecond. ``Nemotron35Format(max_trace_chars=N)`` bounds
+# it anyway, which forces even a degenerate model (the test tier's random one) to close its trace.
 _CATEGORY_RE = r"[A-Za-z0-9 /()&'._-]{1,40}"
-_TRACE_RE = r"[\n -;=?-~]{1,900}"
+_NOT_CTRL = r"\x00-\x08\x0b-\x1f\x7f"
+_THINK_TAIL = "/think>"
+
+
+def trace_regex(units: int | None = None) -> str:
+    """Printable text with no ``</think>`` in it: the complement of one word, from its matching automaton.
+
+    After a ``<`` the text may run on through a prefix of ``/think>`` and then either restart at another ``<``
+    or leave with any character that does not continue the prefix; it may also end inside a prefix.
+    ``units``: at most this many characters or ``<`` runs (and at most five ``<`` in a row); None: unbounded."""
+
+    def prefixes(last: int) -> str:  # an optional prefix of "/think" ("", "/", "/t", ... "/think")
+        out = ""
+        for ch in reversed(_THINK_TAIL[:last]):
+            out = f"(?:{re.escape(ch)}{out})?"
+        return out
+
+    leave = []
+    for k, ch in enumerate(_THINK_TAIL):
+        leave.append(re.escape(_THINK_TAIL[:k]) + f"[^{re.escape(ch)}<{_NOT_CTRL}]")
+    restart = prefixes(len(_THINK_TAIL) - 1) + "<"
+    runs = "*" if units is None else "{0,4}"
+    block = f"<(?:{restart}){runs}(?:{'|'.join(leave)})"
+    tail = f"(?:<(?:{restart}){runs}{prefixes(len(_THINK_TAIL) - 1)})?"
+    count = "*" if units is None else f"{{0,{units}}}"
+    return f"(?:[^<{_NOT_CTRL}]|{block}){count}{tail}"
+
+
+# Tokens for the answer under structured output. THINK: traces run 38-184 tokens (NeMo's measurements) and
+# NVIDIA's longest printed ones are a few hundred; 1280 closes them all, and a cut answer is an error.
 CONSTRAINED_MAX_TOKENS = {"fast": 48, "categories": 256, "think": 1280}
 # Enough for each mode's answer; THINK traces measured at 38-184 tokens, 1024 leaves room to close them.
 DEFAULT_MAX_TOKENS: Mapping[str, int] = {"fast": 32, "categories": 128, "think": 1024}
 _VERDICT_RE = "(safe|unsafe)"
 
+# What one call costs beyond the judged texts, in estimated tokens (windows.estimate_tokens of the template
+# pieces in reference/nemotron-formats.md 1.4 and 9, rounded up): the classifier introduction, the built-in
+# taxonomy, and the rest (conversation markers, format block, tail, flags, turn markup). A custom policy
+# replaces the introduction and the taxonomy; a custom taxonomy replaces the taxonomy.
+_INTRO_TOKENS: Final = 160
+_TAXONOMY_TOKENS: Final = 160
+_REST_TOKENS: Final = 240
+
 
 class Nemotron35Format:
-    """The default format: server-side template, kwargs, plain verdict lines."""
+    """The default format: server-side template, kwargs, plain verdict lines.
+
+    ``max_trace_chars``: with ``constrain_output``, bound a THINK trace to this many characters in the regex
+    (see ``trace_regex``); None (the default) leaves the answer budget to bound it.
+    """
 
     name = "nemotron-3.5"
+
+    def __init__(self, *, max_trace_chars: int | None = None) -> None:
+        if max_trace_chars is not None and max_trace_chars < 1:
+            raise ValueError("max_trace_chars must be at least 1")
+        self.max_trace_chars = max_trace_chars
 
     def policy_variants(self, policy: Policy, *, think: bool) -> list[dict[str, str]]:
         """``custom_policy`` / ``custom_taxonomy`` kwargs (see :mod:`.policy_text`)."""
@@ -93,30 +150,31 @@ class Nemotron35Format:
             "chat_template_kwargs": kwargs,
         }
         if spec.constrain_output:
-            body["structured_outputs"] = {"regex": verdict_regex(spec)}
+            body["structured_outputs"] = {"regex": verdict_regex(spec, max_trace_chars=self.max_trace_chars)}
         return body
 
     def parse(self, completion: Mapping[str, Any], spec: CallSpec) -> ParsedCall:
-        try:
-            choice = completion["choices"][0]
-            message = choice["message"]
-        except (KeyError, IndexError, TypeError):
-            raise VerdictParseError("the response is not a chat completion (no choices[0].message)") from None
-        content = message.get("content") or ""
-        reasoning_field = message.get("reasoning_content") or message.get("reasoning") or None
-        if not isinstance(content, str) or (
-            reasoning_field is not None and not isinstance(reasoning_field, str)
-        ):
-            raise VerdictParseError("message content is not text")
-        finish = choice.get("finish_reason")
+        content, reasoning, finish = completion_message(completion)
         parsed = parse_verdict_text(
             content,
-            reasoning_content=reasoning_field,
+            reasoning_content=reasoning,
             expect_response=spec.response is not None,
+            expect_user=spec.judge_prompt,
+            history=bool(spec.history),
             taxonomy=spec.taxonomy or BUILTIN_TAXONOMY,
             truncated=finish == "length",
+            think=spec.mode == "think",
+            max_completion_chars=spec.max_completion_chars,
         )
         return attach_scores(parsed, completion, NEMOTRON_LABELS)
+
+    def prompt_overhead_tokens(self, policy_kwargs: Mapping[str, str]) -> int:
+        """What a call costs beyond the judged texts: the template's pieces and the policy text."""
+        if policy_kwargs.get("custom_policy"):
+            return _REST_TOKENS + estimate_tokens(policy_kwargs["custom_policy"])
+        if policy_kwargs.get("custom_taxonomy"):
+            return _REST_TOKENS + _INTRO_TOKENS + estimate_tokens(policy_kwargs["custom_taxonomy"])
+        return _REST_TOKENS + _INTRO_TOKENS + _TAXONOMY_TOKENS
 
 
 def parse_verdict_text(
@@ -124,86 +182,48 @@ def parse_verdict_text(
     *,
     reasoning_content: str | None = None,
     expect_response: bool = False,
+    expect_user: bool = True,
+    history: bool = False,
     taxonomy: Taxonomy = BUILTIN_TAXONOMY,
     truncated: bool = False,
+    think: bool = False,
+    max_completion_chars: int = DEFAULT_MAX_COMPLETION_CHARS,
 ) -> ParsedCall:
-    """Parse the model's output text. Raises :class:`VerdictParseError` on any deviation."""
-    raw = content
-    if truncated:
-        raise VerdictParseError("finish_reason is 'length': the answer was cut off", raw, truncated=True)
-    traces = [reasoning_content.strip()] if reasoning_content and reasoning_content.strip() else []
+    """Read the model's output text by rules R1-R8 (:mod:`.reading`). ``truncated``: ``finish_reason`` was
+    ``"length"``. Returns the verdict, or raises :class:`VerdictParseError` when it is neither a clean safe
+    answer nor holds an unsafe reading."""
+    answer = scan_answer(content, reasoning_content, cut=truncated, limit=max_completion_chars)
+    expect = Expect(user=expect_user, response=expect_response, history=history)
+    return decide(answer, _clean_lines(answer.outside), expect, taxonomy, think=think)
 
-    # 1. Take closed traces out; what is left must hold no trace markers at all.
-    text = content
-    if "think>" in content.lower():
-        traces += [t.strip() for t in _THINK_BLOCK.findall(content)]
-        text = _THINK_BLOCK.sub("\n", content)
-        low = text.lower()
-        if "<think>" in low:
-            raise VerdictParseError("unterminated <think> block", raw, truncated=True)
-        _reject_duplicates(text, raw)
-        if "</think>" in low:
-            # The template may open the trace in the prompt, so the output can start inside it.
-            if low.count("</think>") > 1:
-                raise VerdictParseError("more than one </think> marker", raw)
-            cut = low.index("</think>")
-            traces.append(text[:cut].strip())
-            text = text[cut + len("</think>") :]
-    else:
-        _reject_duplicates(text, raw)
 
-    # 3. Every non-empty line must be one of the three fields, each at most once.
+def _clean_lines(text: str) -> Clean | str:
+    """R5 for this format: every non-blank line one field line, each field once, values exactly safe/unsafe."""
     fields: dict[str, str] = {}
-    # split on "\n" only: str.splitlines() also breaks at \x1c-\x1e, \x85 and \u2028, which may sit inside a name
-    for line in text.strip().split("\n"):
-        if not line.strip():
-            continue
-        m = _LINE.match(line.strip())
-        if m is None:
-            raise VerdictParseError(f"unexpected line in verdict: {line.strip()[:80]!r}", raw)
-        key = m.group(1).lower()
-        if key in fields:
-            raise VerdictParseError(f"duplicate {m.group(1)} field", raw)
-        fields[key] = m.group(2)
-
-    user = _rating(fields, "user safety", raw)
-    if user is None:
-        raise VerdictParseError("missing User Safety", raw)
-    response = _rating(fields, "response safety", raw)
-    if expect_response and response is None:
-        raise VerdictParseError("a response was sent but Response Safety is missing", raw)
-    if not expect_response and response is not None:
-        raise VerdictParseError("Response Safety present although no response was sent", raw)
-
     categories: tuple[str, ...] = ()
-    unsafe = not user or response is False
-    if "safety categories" in fields and unsafe:
-        names = [c.strip() for c in fields["safety categories"].split(",")]
-        categories = tuple(taxonomy.normalise_all([c for c in names if c]))
-    reasoning = "\n\n".join(t for t in traces if t) or None
-    return ParsedCall(
-        user_safe=user, response_safe=response, categories=categories, reasoning=reasoning, raw=raw
-    )
+    seen: set[str] = set()
+    # every Unicode line break ends a line; blank lines are skipped in C (a clean answer has at most three
+    # others, so the loop below ends by the fourth: a duplicate or an unexpected line)
+    for line in filter(None, map(str.strip, text.splitlines())):
+        m = _CLEAN_LINE.match(line)
+        if m is None:
+            return f"unexpected line in verdict: {line[:80]!r}"
+        name = m.group(1)
+        key = _KEYS[name.lower()]
+        if key in seen:
+            return f"duplicate {name.title()} field"
+        seen.add(key)
+        value = line[m.end() :].strip()
+        if key == "categories":
+            categories = tuple(split_categories(value))
+            continue
+        if value.lower() not in ("safe", "unsafe"):
+            return f"{name.title()} must be 'safe' or 'unsafe', got {value[:20]!r}"
+        fields[key] = value.lower()
+    return Clean(fields, categories)
 
 
-def _reject_duplicates(text: str, raw: str) -> None:
-    """Duplicates anywhere outside closed trace blocks are an error, whichever field is being read (as in
-    NeMo Guardrails; an orphan trace before a lone </think> counts as outside)."""
-    for name, pattern in _FIELD_ANYWHERE.items():
-        if len(pattern.findall(text)) > 1:
-            raise VerdictParseError(f"duplicate {name.title()} Safety field", raw)
-
-
-def _rating(fields: dict[str, str], key: str, raw: str) -> bool | None:
-    if key not in fields:
-        return None
-    value = fields[key].strip().lower()
-    if value not in ("safe", "unsafe"):
-        raise VerdictParseError(f"{key.title()} must be 'safe' or 'unsafe', got {fields[key][:20]!r}", raw)
-    return value == "safe"
-
-
-def verdict_regex(spec: CallSpec) -> str:
+def verdict_regex(spec: CallSpec, *, max_trace_chars: int | None = None) -> str:
     """A regex for vLLM's ``structured_outputs`` that only admits a well-formed verdict for this call."""
     out = f"User Safety: {_VERDICT_RE}"
     if spec.response is not None:
@@ -211,5 +231,15 @@ def verdict_regex(spec: CallSpec) -> str:
     if spec.categories:
         out += f"(\nSafety Categories: {_CATEGORY_RE}(, {_CATEGORY_RE}){{0,3}})?"
     if spec.mode == "think":
-        out = rf"<think>\n{_TRACE_RE}\n</think>" + out
+        out = rf"<think>\n{trace_regex(max_trace_chars)}\n</think>" + out
     return out
+
+
+__all__ = [
+    "CONSTRAINED_MAX_TOKENS",
+    "DEFAULT_MAX_TOKENS",
+    "Nemotron35Format",
+    "parse_verdict_text",
+    "trace_regex",
+    "verdict_regex",
+]

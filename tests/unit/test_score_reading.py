@@ -220,3 +220,11 @@ def test_threshold_must_be_a_probability(bad: float) -> None:
 
 def test_threshold_is_part_of_the_fingerprint() -> None:
     assert Policy(threshold=0.4).fingerprint != Policy(threshold=0.5).fingerprint != Policy().fingerprint
+
+
+def test_eval_rows_take_the_score_of_the_judged_field() -> None:
+    from langchain_nemoguard.workbench.results import target_score
+
+    v = _combine(_plan(CallSpec(prompt="a", response="r")), [_call(True, 0.7, True, 0.2)])
+    assert target_score(v, "response") == pytest.approx(0.2)  # not the prompt's 0.7, which is only context
+    assert target_score(v, "prompt") == pytest.approx(0.7)
