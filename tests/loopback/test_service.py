@@ -239,10 +239,9 @@ def test_request_limits(keyed: Service) -> None:
     assert r.status_code == 413 and "images" in r.json()["error"]["message"]
     r = keyed.post("/v1/moderations", {"input": "x" * 300_000}, KEY_B)
     assert r.status_code == 413  # the body limit, by Content-Length
-    chunks = (b'{"input": "' + b"y" * 100_000 + b'"', b"}" * 0 + b' , "pad": "' + b"z" * 150_000 + b'"}')
-
-    def body() -> Iterator[bytes]:
-        yield from chunks
+    def body() -> Iterator[bytes]:  # 250 KB in two chunks, over the 200 KB limit
+        yield b'{"input": "' + b"y" * 100_000 + b'"'
+        yield b', "pad": "' + b"z" * 150_000 + b'"}'
 
     r = httpx.post(
         keyed.url + "/v1/moderations",
@@ -387,3 +386,17 @@ def test_checks_are_recorded_with_the_service_as_source(nemoguard_simulator: Sim
     assert (first["source"], first["request_id"], first["verdict"]) == ("service", "req-42", "unsafe")
     assert second["request_id"] == "call-1"  # LiteLLM's call id
     assert BOMB not in path.read_text()
+
+
+def test_think_audits_run_in_the_service_and_drain_at_shutdown(
+    nemoguard_simulator: SimulatorServer, tmp_path: Path
+) -> None:
+    path = tmp_path / "audit.jsonl"
+    audit = AuditOptions(think=True, observers=[JsonlAuditSink(path)])
+    nemoguard_simulator.force({"user": "safe"}, {"user": "unsafe", "categories": ["Violence"], "reasoning": "a trace"})
+    for svc in _start(nemoguard_simulator, mode="fast", audit=audit):
+        (res,) = svc.client().moderations.create(input="pack the tube tightly").results
+        assert not res.flagged  # the fast verdict decides at once
+    (record,) = (json.loads(line) for line in path.read_text().splitlines())  # written once the audit was in
+    assert record["think_status"] == "done" and record["think"]["disagrees"] is True
+    assert record["think"]["reasoning"] == "a trace" and record["source"] == "service"
