@@ -43,6 +43,7 @@ _COMMANDS: Mapping[str, tuple[str, str]] = MappingProxyType(
         "serve": (".serve", "run vLLM serving Nemotron 3.5 Content Safety"),
         "policy": (".policy", "write (new), check (validate) and try a custom policy file"),
         "review": (".review", "a local web page over audit trails and eval runs, to read and label verdicts"),
+        "server": (".server", "the guard as an HTTP service: OpenAI moderations, NeMo Guardrails checks, LiteLLM API"),
     }
 )
 

@@ -26,9 +26,8 @@ import dataclasses
 import logging
 import os
 import time
-import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -44,8 +43,10 @@ from .images import ImageOptions, PreparedImage, aprepare_image, prepare_image
 from .options import AuditOptions, CacheOptions, CallOptions, TransportOptions
 from .plan import Plan, aplan_calls, plan_calls
 from .policy import Policy, PolicySet
-from .providers import resolve
+from .providers import public_url, resolve
 from .simulator_mark import answered_by_simulator
+from .telemetry import CheckInfo, CheckRecord, GuardObserver, Telemetry
+from .think import ThinkAuditor, ThinkJob
 from .transport import RetryPolicy, Transport
 from .verdict import Action, Verdict
 from .windows import StreamOptions, WindowOptions
@@ -130,6 +131,8 @@ class NemoGuard:
                 f"constrain_output uses vLLM's structured_outputs; provider {endpoint.provider.name!r} does not support it"
             )
         self.provider = endpoint.provider.name
+        scores = self.call_options.scores
+        self._logprobs = endpoint.provider.supports_logprobs if scores is None else scores
         self.model = endpoint.model
         self.base_urls = endpoint.base_urls
         self.mode: Mode = mode
@@ -159,10 +162,6 @@ class NemoGuard:
             maxsize=self.cache_options.size, ttl=self.cache_options.ttl
         )
         self._executor: ThreadPoolExecutor | None = None
-        self._sync_audits: set[Future[Verdict]] = set()
-        self._async_audits: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, set[asyncio.Task[Verdict]]] = (
-            weakref.WeakKeyDictionary()
-        )
         self._counters: dict[str, int] = {
             "checks": 0,
             "unsafe": 0,
@@ -172,6 +171,19 @@ class NemoGuard:
             "think_ignored": 0,
         }
         self._warned_think_ignored = False
+        a = self.audit_options
+        self._telemetry = Telemetry(a.observers)
+        self._endpoint_shown = public_url(self.base_urls[0]) if a.record_endpoint else None
+        self._auditor: ThinkAuditor | None = None
+        if a.think:
+            self._auditor = ThinkAuditor(
+                run_sync=self._think,
+                run_async=self._athink,
+                deliver=self._audited,
+                drop=self._audit_dropped,
+                queue_size=a.think_queue,
+                concurrency=a.think_concurrency,
+            )
 
     def __repr__(self) -> str:  # no key, ever
         return (
@@ -192,6 +204,8 @@ class NemoGuard:
         policy: Policy | str | None = None,
         mode: Mode | None = None,
         stage: Stage | str | None = None,
+        request_id: str | None = None,
+        source: str | None = None,
     ) -> Verdict:
         """Judge a user prompt (with images) and optionally a response. Never raises for an outage.
 
@@ -206,6 +220,9 @@ class NemoGuard:
             mode: The output mode for this check (None: the guard's).
             stage: Narrow the verdict to what this stage is about (see :meth:`Verdict.at_stage`): at
                 ``output`` and ``tool_call`` only the response rating decides.
+            request_id: The caller's request or run id, for audit records and traces.
+            source: Who asks, for records and metrics: ``library`` (default), ``langchain``, ``litellm``,
+                ``service``.
 
         Returns:
             The verdict; ``verdict.outcome`` says whether the text passes, is refused or is blocked.
@@ -221,24 +238,24 @@ class NemoGuard:
         started = time.perf_counter()
         deadline = self._transport.deadline_from_now()
         self._check_input(conv)
+        info = self._info(conv, pol, md, stage, source, request_id, started)
         # prepared first: the cache key covers what the model sees (the prepared bytes, fetched content)
         images_ready = [prepare_image(src, self.image_options) for src in conv.images]
         key = self._key(conv, pol, md, images_ready)
         hit = self._cache.get(key)
+        if info is not None:
+            self._telemetry.cache(hit is not None, info)
         if hit is not None:
-            return self._finish(hit, stage)
-
-        def compute() -> Verdict:
-            plan = self._plan(conv, images_ready, pol, md)
-            return self._combine(plan, self._execute(plan, deadline), started)
-
-        verdict = self._cache.sync_single_flight(key, compute)
-        self._remember(key, verdict)
-        if self._wants_audit(md, verdict):
-            fut = self._pool().submit(self._audit, conv, pol)
-            self._sync_audits.add(fut)
-            fut.add_done_callback(self._sync_audits.discard)
-        return self._finish(verdict, stage)
+            return self._decided(hit, stage, info)
+        tokens = self._telemetry.start(info) if info is not None else None
+        try:
+            verdict = self._judge(conv, images_ready, pol, md, key, started, deadline)
+        except BaseException as exc:
+            if info is not None and tokens is not None:
+                self._telemetry.error(tokens, info, exc)
+            raise
+        audit = (conv, tuple(images_ready), pol) if self._wants_audit(md, verdict) else None
+        return self._decided(verdict, stage, info, tokens, audit)
 
     async def acheck(
         self,
@@ -251,6 +268,8 @@ class NemoGuard:
         policy: Policy | str | None = None,
         mode: Mode | None = None,
         stage: Stage | str | None = None,
+        request_id: str | None = None,
+        source: str | None = None,
     ) -> Verdict:
         """Async twin of :meth:`check`, with the same arguments."""
         conv = self._conversation(prompt, response, images, messages, conversation)
@@ -258,6 +277,7 @@ class NemoGuard:
         started = time.perf_counter()
         deadline = self._transport.deadline_from_now()
         self._check_input(conv)
+        info = self._info(conv, pol, md, stage, source, request_id, started)
         if conv.images:
             images_ready = list(
                 await asyncio.gather(*(aprepare_image(src, self.image_options) for src in conv.images))
@@ -266,24 +286,22 @@ class NemoGuard:
             images_ready = []
         key = self._key(conv, pol, md, images_ready)
         hit = self._cache.get(key)
+        if info is not None:
+            self._telemetry.cache(hit is not None, info)
         if hit is not None:
-            return self._finish(hit, stage)
-
-        async def compute() -> Verdict:
-            plan = await self._aplan(conv, images_ready, pol, md)
-            verdict = self._combine(plan, await self._aexecute(plan, deadline), started)
-            self._remember(key, verdict)
-            return verdict
-
-        verdict, shared = await self._cache.async_single_flight(key, compute)
-        if shared:
-            return self._finish(verdict.replace(latency_ms=(time.perf_counter() - started) * 1e3), stage)
-        if self._wants_audit(md, verdict):
-            tasks = self._async_audits.setdefault(asyncio.get_running_loop(), set())
-            task = asyncio.ensure_future(self._aaudit(conv, pol))
-            tasks.add(task)
-            task.add_done_callback(tasks.discard)
-        return self._finish(verdict, stage)
+            return self._decided(hit, stage, info)
+        tokens = self._telemetry.start(info) if info is not None else None
+        try:
+            verdict, shared = await self._ajudge(conv, images_ready, pol, md, key, started, deadline)
+        except BaseException as exc:
+            if info is not None and tokens is not None:
+                self._telemetry.error(tokens, info, exc)
+            raise
+        if shared:  # another check asked the model; that one is audited
+            latency = (time.perf_counter() - started) * 1e3
+            return self._decided(verdict.replace(latency_ms=latency), stage, info, tokens)
+        audit = (conv, tuple(images_ready), pol) if self._wants_audit(md, verdict) else None
+        return self._decided(verdict, stage, info, tokens, audit, sync=False)
 
     def policy_for(
         self,
@@ -310,16 +328,23 @@ class NemoGuard:
         chosen = self.policy if policy is None else self._lookup(policy)
         return chosen.with_overrides(action=action, default_action=default_action, refusal=refusal)
 
-    def flush_audits(self, timeout: float | None = None) -> None:
-        """Wait for background THINK audits started by sync checks (e.g. before shutdown)."""
-        for fut in list(self._sync_audits):
-            fut.result(timeout)
+    def flush_audits(self, timeout: float | None = None) -> bool:
+        """Wait for the background THINK audits of sync checks; False when ``timeout`` ran out first."""
+        return self._auditor.flush(timeout) if self._auditor is not None else True
 
     async def aflush_audits(self) -> None:
-        """Wait for background THINK audits started by async checks on this event loop."""
-        pending = list(self._async_audits.get(asyncio.get_running_loop(), ()))
-        if pending:
-            await asyncio.gather(*pending, return_exceptions=True)
+        """Wait for the background THINK audits of async checks on this event loop."""
+        if self._auditor is not None:
+            await self._auditor.aflush()
+
+    def add_observer(self, observer: GuardObserver) -> GuardObserver:
+        """Tell ``observer`` (metrics, a tracer, an audit sink) about every check from now on; returns it.
+
+        Args:
+            observer: A :class:`~.telemetry.GuardObserver`.
+        """
+        self._telemetry.add(observer)
+        return observer
 
     def wrap(self, runnable: Any, **kwargs: Any) -> Any:
         """A LangChain Runnable that checks ``runnable``'s input and output (``pip install ...[langchain]``).
@@ -336,25 +361,38 @@ class NemoGuard:
 
     def stats(self) -> dict[str, Any]:
         """Counters for dashboards and tests: checks, unsafe, errors, fail-open, calls, cache, endpoints."""
-        return {
+        out: dict[str, Any] = {
             **self._counters,
             "cache": self._cache.stats.as_dict(),
             "endpoints": self._transport.pool.snapshot(),
         }
+        if self._auditor is not None:
+            out["think"] = {**self._auditor.stats.as_dict(), "pending": self._auditor.pending}
+        return out
 
     def clear_cache(self) -> None:
         """Forget every cached verdict."""
         self._cache.clear()
 
     def close(self) -> None:
-        """Close the sync HTTP client and the thread pool (an ``httpx.Client`` passed in stays open)."""
+        """Finish or drop the sync THINK audits (``AuditOptions.think_drain_s``), close the sync HTTP client, the
+        thread pool and the observers (an ``httpx.Client`` passed in stays open)."""
+        if self._auditor is not None:
+            dropped = self._auditor.close(self.audit_options.think_drain_s)
+            if dropped:
+                logger.warning("nemoguard: %d THINK audits dropped at shutdown", dropped)
         self._transport.close()
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
             self._executor = None
+        self._telemetry.close()
 
     async def aclose(self) -> None:
-        """Close this event loop's HTTP session, then what :meth:`close` closes."""
+        """Finish or drop this event loop's THINK audits, close its HTTP session, then what :meth:`close` closes."""
+        if self._auditor is not None:
+            dropped = await self._auditor.aclose(self.audit_options.think_drain_s)
+            if dropped:
+                logger.warning("nemoguard: %d THINK audits dropped at shutdown", dropped)
         await self._transport.aclose()
         self.close()
 
@@ -370,21 +408,102 @@ class NemoGuard:
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
 
-    # --- THINK audits: a reasoning trace for the record, off the hot path ------------------------------------
+    # --- observing checks (core/telemetry.py) and THINK audits (core/think.py), off the hot path -------------
+
+    def _info(
+        self,
+        conv: Conversation,
+        policy: Policy,
+        mode: Mode,
+        stage: Stage | str | None,
+        source: str | None,
+        request_id: str | None,
+        started: float,
+    ) -> CheckInfo | None:
+        """What observers learn about a check; None when nothing observes (then nothing is built)."""
+        if not self._telemetry and self._auditor is None:
+            return None
+        if stage is None:
+            shown = Stage.OUTPUT.value if conv.has_response else Stage.INPUT.value
+        else:
+            shown = stage.value if isinstance(stage, Stage) else str(stage)
+        return CheckInfo(
+            stage=shown,
+            source=source or "library",
+            request_id=request_id,
+            policy=policy.name,
+            policy_fingerprint=policy.fingerprint,
+            mode=mode,
+            model=self.model,
+            provider=self.provider,
+            conversation=conv,
+            started=started,
+            started_ns=time.time_ns(),
+            endpoint=self._endpoint_shown,
+        )
+
+    def _decided(
+        self,
+        verdict: Verdict,
+        stage: Stage | str | None,
+        info: CheckInfo | None,
+        tokens: tuple[Any, ...] | None = None,
+        audit: tuple[Conversation, tuple[PreparedImage, ...], Policy] | None = None,
+        *,
+        sync: bool = True,
+    ) -> Verdict:
+        """Count and deliver a decided verdict; tell observers; queue its THINK audit."""
+        final = self._finish(verdict, stage)
+        if info is None:
+            return final
+        record = CheckRecord.new(info, final, think_status="pending" if audit is not None else "off")
+        self._telemetry.end(tokens, record)
+        if audit is not None and self._auditor is not None:
+            narrow = None if stage is None else Stage(stage).value
+            job = ThinkJob(record, audit[0], audit[2], narrow, audit[1])
+            if sync:
+                self._auditor.submit_sync(job)
+            else:
+                self._auditor.submit_async(job)
+        else:
+            self._telemetry.record(record)
+        return final
 
     def _wants_audit(self, mode: Mode, verdict: Verdict) -> bool:
-        return self.audit_options.think and mode != "think" and verdict.error is None
+        return self._auditor is not None and mode != "think" and verdict.error is None
 
-    def _audit(self, conv: Conversation, policy: Policy) -> Verdict:
-        return self._deliver_audit(self.check(conversation=conv, policy=policy, mode="think"))
+    def _think(self, job: ThinkJob) -> Verdict:
+        """A queued audit's THINK verdict (sync worker thread): the cache, then the model; no observers. Its
+        images were prepared for the decision; its deadline starts now."""
+        started = time.perf_counter()
+        conv, images, policy = job.conversation, job.images, job.policy
+        key = self._key(conv, policy, "think", images)
+        verdict = self._cache.get(key)
+        if verdict is None:
+            deadline = self._transport.deadline_from_now()
+            verdict = self._judge(conv, images, policy, "think", key, started, deadline)
+        return verdict if job.stage is None else verdict.at_stage(job.stage)
 
-    async def _aaudit(self, conv: Conversation, policy: Policy) -> Verdict:
-        return self._deliver_audit(await self.acheck(conversation=conv, policy=policy, mode="think"))
+    async def _athink(self, job: ThinkJob) -> Verdict:
+        started = time.perf_counter()
+        conv, images, policy = job.conversation, job.images, job.policy
+        key = self._key(conv, policy, "think", images)
+        verdict = self._cache.get(key)
+        if verdict is None:
+            deadline = self._transport.deadline_from_now()
+            verdict, _ = await self._ajudge(conv, images, policy, "think", key, started, deadline)
+        return verdict if job.stage is None else verdict.at_stage(job.stage)
 
-    def _deliver_audit(self, verdict: Verdict) -> Verdict:
-        logger.info("nemoguard audit (think): %s; reasoning: %s", verdict.reason, verdict.reasoning)
-        _notify(self.audit_options.on_audit, verdict, "on_audit")
-        return verdict
+    def _audited(self, record: CheckRecord) -> None:
+        self._telemetry.think(record)
+        if record.think is not None:
+            logger.debug("nemoguard: THINK audit of record %s: %s", record.id, record.think.verdict.reason)
+            _notify(self.audit_options.on_audit, record.think.verdict, "on_audit")
+        self._telemetry.record(record)
+
+    def _audit_dropped(self, record: CheckRecord, reason: str) -> None:
+        self._telemetry.dropped(record, reason)
+        self._telemetry.record(record)
 
     # --- step 0: arguments ------------------------------------------------------------------------------------
 
@@ -443,6 +562,46 @@ class NemoGuard:
             context_turns=self.windows.context_turns,
         )
 
+    def _judge(
+        self,
+        conv: Conversation,
+        images: Sequence[PreparedImage],
+        policy: Policy,
+        mode: Mode,
+        key: str,
+        started: float,
+        deadline: float,
+    ) -> Verdict:
+        """Steps 1-3 for a cache miss on this thread, shared by identical concurrent checks; cached."""
+
+        def compute() -> Verdict:
+            plan = self._plan(conv, images, policy, mode)
+            return self._combine(plan, self._execute(plan, deadline), started)
+
+        verdict = self._cache.sync_single_flight(key, compute)
+        self._remember(key, verdict)
+        return verdict
+
+    async def _ajudge(
+        self,
+        conv: Conversation,
+        images: Sequence[PreparedImage],
+        policy: Policy,
+        mode: Mode,
+        key: str,
+        started: float,
+        deadline: float,
+    ) -> tuple[Verdict, bool]:
+        """The async twin of :meth:`_judge`; also says whether another check's call answered (shared)."""
+
+        async def compute() -> Verdict:
+            plan = await self._aplan(conv, images, policy, mode)
+            verdict = self._combine(plan, await self._aexecute(plan, deadline), started)
+            self._remember(key, verdict)
+            return verdict
+
+        return await self._cache.async_single_flight(key, compute)
+
     # --- step 1: plan (pure, core/plan.py) ------------------------------------------------------------------
 
     def _plan_options(self) -> dict[str, Any]:
@@ -466,7 +625,10 @@ class NemoGuard:
     # --- step 2: execute (every call ends by the check's deadline) ----------------------------------------------
 
     def _body(self, spec: CallSpec) -> bytes:
-        return encode_body(self.format.build(spec, self.model))
+        body = self.format.build(spec, self.model)
+        if self._logprobs and spec.mode != "think":  # verdict scores (formats/scores.py)
+            body.update(logprobs=True, top_logprobs=self.call_options.top_logprobs)
+        return encode_body(body)
 
     def _call(self, spec: CallSpec, deadline: float, splits: int = 0) -> ParsedCall | GuardUnavailableError:
         try:

@@ -108,6 +108,10 @@ class Policy(BaseModel):
         actions: Category -> ``block`` | ``rewrite`` | ``log``; ``"*"`` for the rest (default ``block``).
         include_builtin: Also judge the built-in taxonomy beside a custom policy or taxonomy (two calls).
         refusal: The text a ``rewrite`` answers with.
+        threshold: Also flag a rating the model called safe when its score (the probability that it is unsafe,
+            read from logprobs: ``Verdict.score``) is at least this, in (0, 1]. Lower is stricter. It never
+            clears an explicit unsafe reading, and a rating without a score stands as parsed (None: the parsed
+            verdict alone decides).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -121,6 +125,7 @@ class Policy(BaseModel):
     actions: Mapping[str, Action] = Field(default_factory=dict)
     include_builtin: bool = False
     refusal: str = DEFAULT_REFUSAL
+    threshold: float | None = None
 
     @field_validator("disallowed", "allowed", "ignore_categories", mode="before")
     @classmethod
@@ -154,6 +159,8 @@ class Policy(BaseModel):
             raise ValueError("a custom policy needs at least one disallowed behaviour")
         if self.include_builtin and self.kind == "builtin":
             raise ValueError("include_builtin only makes sense with a custom policy or taxonomy")
+        if self.threshold is not None and not 0.0 < self.threshold <= 1.0:
+            raise ValueError(f"threshold must be in (0, 1], got {self.threshold}")
         return self
 
     # --- what the model is asked ---------------------------------------------------------------------------

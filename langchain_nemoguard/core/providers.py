@@ -6,6 +6,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
+from urllib.parse import urlsplit, urlunsplit
 
 from .errors import ConfigurationError
 
@@ -19,11 +20,14 @@ class Provider:
     model: str
     key_env: str | None
     supports_structured_outputs: bool
+    supports_logprobs: bool = False  # answers `logprobs` / `top_logprobs` (verdict scores)
 
 
 PROVIDERS: Mapping[str, Provider] = {
     # `vllm serve nvidia/Nemotron-3.5-Content-Safety` serves the model under its Hugging Face id.
-    "vllm": Provider("vllm", "http://localhost:8000/v1", "nvidia/Nemotron-3.5-Content-Safety", None, True),
+    "vllm": Provider(
+        "vllm", "http://localhost:8000/v1", "nvidia/Nemotron-3.5-Content-Safety", None, True, supports_logprobs=True
+    ),
     "nvidia": Provider(
         "nvidia",
         "https://integrate.api.nvidia.com/v1",
@@ -78,6 +82,16 @@ def resolve(
             raise ConfigurationError(f"base_url must start with http:// or https://, got {u!r}")
     key = api_key or env.get("NEMOGUARD_API_KEY") or (env.get(p.key_env) if p.key_env else None) or None
     return ResolvedEndpoint(p, tuple(urls), model or env.get("NEMOGUARD_MODEL") or p.model, key)
+
+
+def public_url(url: str) -> str:
+    """``url`` without what must never be recorded: user, password, query and fragment."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
 def endpoint_configured(env: Mapping[str, str] | None = None) -> bool:

@@ -79,7 +79,10 @@ class Verdict:
         cached: True for a cache hit.
         suppressed_categories: Categories the policy ignores that the model named.
         raw_output: The model's raw answers (kept out of the repr and of ``to_dict``).
-        score: The probability that the judged field is unsafe, from the answer's logprobs (None: unknown).
+        score: The probability that the judged field is unsafe, read from the answer's token log-probabilities
+            at the verdict token (:mod:`.formats.scores`): the largest of ``user_score`` and ``response_score``.
+            None when unknown (the endpoint returned no logprobs, a call failed, THINK mode, or a call's
+            unsafe reading was suppressed by the policy); a missing score never changes the verdict.
         simulator: True when an answer came from the interface simulator, a test double and not a safety
             model (noticed from its response header, however the endpoint was configured). A verdict is marked
             when any of its calls was answered by the simulator; a call that failed left no answer to read.
@@ -87,6 +90,9 @@ class Verdict:
             so its action is the strictest the policy can give.
         think_ignored: A THINK check came back without a reasoning trace (hosted endpoints may ignore
             ``enable_thinking``); the verdict itself still holds.
+        user_score: The largest probability over the check's calls that the user turn is unsafe (None:
+            unknown for at least one call that rated it).
+        response_score: The same for the response; at the ``output`` and ``tool_call`` stages it is ``score``.
     """
 
     user_safe: bool | None
@@ -109,6 +115,8 @@ class Verdict:
     raw_output: str | None = field(default=None, repr=False)
     score: float | None = None
     simulator: bool = False
+    user_score: float | None = None
+    response_score: float | None = None
 
     @property
     def allowed(self) -> bool:
@@ -182,6 +190,7 @@ class Verdict:
             "simulator": self.simulator,
             "truncated": self.truncated,
             "think_ignored": self.think_ignored,
+            "score": self.score,
         }
 
 
@@ -202,9 +211,13 @@ def for_stage(verdict: Verdict, stage: Stage | str) -> Verdict:
     """Narrow a verdict to the part a stage is about.
 
     An output check sends the prompt as context, so the model also rates the prompt; at the output stage only
-    the response rating decides (the prompt had its own check at the input stage).
+    the response rating decides (the prompt had its own check at the input stage), and ``score`` becomes the
+    response's score.
     """
     stage = Stage(stage)
+    narrowed = stage in (Stage.OUTPUT, Stage.TOOL_CALL) and verdict.response_safe is not None
+    if narrowed and verdict.score != verdict.response_score:
+        verdict = verdict.replace(score=verdict.response_score)
     if verdict.error is not None or verdict.safe:
         return verdict
     if stage in (Stage.OUTPUT, Stage.TOOL_CALL) and verdict.response_safe is True:

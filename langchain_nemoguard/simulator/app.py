@@ -12,7 +12,9 @@ Admin API:
   keep the rule-based values; the request's output mode still applies), ``{"raw": "<exact output>",
   "finish_reason": "stop|length", "reasoning_content": optional}``, or ``{"fault": "500|429|reset|..."}``.
   Answers ``{"queued": n, "pending": m}``. Forced outcomes win over random faults; contract errors (400/500
-  for a malformed request) win over both and consume nothing.
+  for a malformed request) win over both and consume nothing. A verdict entry may also set ``user_score`` /
+  ``response_score``: the probability of ``unsafe`` that logprobs carry at that verdict word
+  (:mod:`.logprobs`; requests that ask for ``logprobs`` get them, streamed answers do not).
 * ``POST /_simulator/reset`` clears the queue, the request log, the counters and the verdict cache, and
   reseeds the random generators.
 * ``GET /_simulator/requests`` ``{"requests": [...]}``: the last 100 bodies as parsed JSON, oldest first
@@ -29,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import socket
 import struct
@@ -42,6 +45,7 @@ from starlette.routing import Route
 from starlette.types import Message, Receive, Scope, Send
 
 from .config import BANNER, SIMULATOR_HEADER, SimulatorConfig
+from .logprobs import token_logprobs, verdict_probability
 from .protocol import (
     ChatRequest,
     ContractError,
@@ -180,6 +184,9 @@ class _Endpoints:
         try:
             if forced is not None and forced.kind == "raw":
                 output = self._raw_output(forced)
+                if chat.logprobs and not chat.stream:  # every token certain: scores of 0 or 1
+                    text = (forced.raw_reasoning or "") + (forced.raw or "")
+                    output = self._with_logprobs(output, text, {}, chat)
             else:
                 output = self._model_output(chat, forced)
         except ImageRuleError as exc:
@@ -288,7 +295,25 @@ class _Endpoints:
             verdict = _overlay(verdict, forced)
         text = render_output(verdict, think=chat.enable_thinking, with_categories=chat.request_categories)
         text, finish = limit_tokens(text, chat.max_tokens)
-        return shape_output(text, finish, reasoning_field=self.config.reasoning_field)
+        output = shape_output(text, finish, reasoning_field=self.config.reasoning_field)
+        if not chat.logprobs or chat.stream:
+            return output
+        probabilities = {"user": verdict_probability(chat.user_text, not verdict.user_safe)}
+        if verdict.response_safe is not None:
+            probabilities["response"] = verdict_probability(chat.response_text, not verdict.response_safe)
+        if forced is not None and forced.user_score is not None:
+            probabilities["user"] = forced.user_score
+        if forced is not None and forced.response_score is not None:
+            probabilities["response"] = forced.response_score
+        return self._with_logprobs(output, text, probabilities, chat)
+
+    def _with_logprobs(
+        self, output: ModelOutput, text: str, probabilities: dict[str, float], chat: ChatRequest
+    ) -> ModelOutput:
+        tokens = token_logprobs(
+            text, probabilities, top=chat.top_logprobs, split_verdicts=self.config.split_verdict_tokens
+        )
+        return dataclasses.replace(output, logprobs=tokens)
 
     def _answer(self, chat: ChatRequest, output: ModelOutput) -> Response:
         self.state.statuses["200"] += 1

@@ -101,6 +101,7 @@ class SimulatorConfig:
     max_recorded_requests: int = 100
     max_image_pixels: int = 40_000_000
     extra_models: tuple[str, ...] = ()
+    split_verdict_tokens: bool = False  # logprobs: a verdict word as two tokens (see simulator/logprobs.py)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "faults", _as_faults(self.faults))

@@ -89,6 +89,8 @@ class ChatRequest:
     stream: bool
     include_usage: bool
     prompt_tokens: int
+    logprobs: bool = False
+    top_logprobs: int = 0
 
 
 def _content_parts(message: Mapping[str, Any], index: int) -> tuple[list[str], list[str]]:
@@ -174,6 +176,23 @@ def _kwargs(body: Mapping[str, Any]) -> tuple[bool, bool, str | None, str | None
     return thinking, categories == "/categories", policy, taxonomy
 
 
+def _logprobs(body: Mapping[str, Any]) -> tuple[bool, int]:
+    """``logprobs`` (a boolean) and ``top_logprobs`` (0-20, only with ``logprobs``), as OpenAI checks them."""
+    wanted = body.get("logprobs", False)
+    if wanted is None:
+        wanted = False
+    if not isinstance(wanted, bool):
+        raise ContractError(400, "logprobs must be a boolean", "bad_logprobs")
+    top = body.get("top_logprobs")
+    if top is None:
+        return wanted, 0
+    if isinstance(top, bool) or not isinstance(top, int) or not 0 <= top <= 20:
+        raise ContractError(400, "top_logprobs must be an integer between 0 and 20", "bad_logprobs")
+    if not wanted:
+        raise ContractError(400, "top_logprobs needs logprobs to be true", "bad_logprobs")
+    return wanted, top
+
+
 def parse_chat_request(body: Any, config: SimulatorConfig) -> ChatRequest:
     """Validate ``body`` against the documented Nemotron 3.5 interface; raise ``ContractError`` otherwise.
 
@@ -248,6 +267,7 @@ def parse_chat_request(body: Any, config: SimulatorConfig) -> ChatRequest:
         raise ContractError(400, "stream must be a boolean", "bad_stream")
     options = body.get("stream_options")
     include_usage = bool(isinstance(options, Mapping) and options.get("include_usage"))
+    logprobs, top_logprobs = _logprobs(body)
     for kwarg in (policy, taxonomy):
         prompt_chars += len(kwarg or "")
     return ChatRequest(
@@ -263,6 +283,8 @@ def parse_chat_request(body: Any, config: SimulatorConfig) -> ChatRequest:
         max_tokens=max_tokens,
         stream=stream,
         include_usage=include_usage,
+        logprobs=logprobs,
+        top_logprobs=top_logprobs,
         prompt_tokens=TEMPLATE_PROMPT_TOKENS
         + -(-prompt_chars // CHARS_PER_TOKEN)
         + IMAGE_PROMPT_TOKENS * len(images),
@@ -280,6 +302,7 @@ class ModelOutput:
     reasoning: str | None
     finish_reason: FinishReason
     completion_tokens: int
+    logprobs: list[dict[str, Any]] | None = None  # choices[0].logprobs.content, when asked for
 
 
 def limit_tokens(text: str, max_tokens: int | None) -> tuple[str, FinishReason]:
@@ -322,7 +345,12 @@ def completion_body(
         "model": request_model,
         "system_fingerprint": SYSTEM_FINGERPRINT,
         "choices": [
-            {"index": 0, "message": message, "logprobs": None, "finish_reason": output.finish_reason}
+            {
+                "index": 0,
+                "message": message,
+                "logprobs": None if output.logprobs is None else {"content": output.logprobs},
+                "finish_reason": output.finish_reason,
+            }
         ],
         "usage": {
             "prompt_tokens": prompt_tokens,

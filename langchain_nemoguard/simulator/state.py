@@ -18,8 +18,16 @@ from .verdict import SimulatedVerdict
 
 VERDICT_CACHE_SIZE = 4096
 
-_VERDICT_KEYS = frozenset({"user", "response", "categories", "reasoning"})
+_VERDICT_KEYS = frozenset({"user", "response", "categories", "reasoning", "user_score", "response_score"})
 _RAW_KEYS = frozenset({"raw", "finish_reason", "reasoning_content"})
+
+
+def _probability(value: Any, key: str) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+        raise ValueError(f"{key!r} must be a probability between 0 and 1, got {value!r}")
+    return float(value)
 
 
 def _safety(value: Any, key: str) -> bool | None:
@@ -48,6 +56,8 @@ class ForcedOutcome:
     raw_reasoning: str | None = None
     finish_reason: Literal["stop", "length"] = "stop"
     fault: str | None = None
+    user_score: float | None = None  # P(unsafe) at the verdict word, for requests that ask for logprobs
+    response_score: float | None = None
 
     @classmethod
     def from_json(cls, spec: Any, match: str | None = None) -> ForcedOutcome:
@@ -90,6 +100,8 @@ class ForcedOutcome:
             response_safe=_safety(spec.get("response"), "response"),
             categories=None if categories is None else tuple(categories),
             reasoning=reasoning,
+            user_score=_probability(spec.get("user_score"), "user_score"),
+            response_score=_probability(spec.get("response_score"), "response_score"),
         )
 
     def applies_to(self, user_text: str) -> bool:

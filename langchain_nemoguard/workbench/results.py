@@ -60,6 +60,14 @@ def verdict_for_target(v: Verdict, target: str) -> str:
     return _rating(v.response_safe if target == "response" else v.user_safe)
 
 
+def target_score(v: Verdict, target: str) -> float | None:
+    """The probability that the judged field is unsafe (``Verdict.user_score`` / ``response_score``; a verdict
+    built with only ``score`` gives that)."""
+    if v.user_score is None and v.response_score is None:
+        return v.score
+    return v.response_score if target == "response" else v.user_score
+
+
 def result_row(
     ex: Example,
     v: Verdict,
@@ -78,7 +86,7 @@ def result_row(
             "verdict": tv,
             "categories": list(think.categories),
             "reasoning": think.reasoning,
-            "score": think.score,
+            "score": target_score(think, ex.target),
             "disagrees": tv != verdict and "error" not in (tv, verdict),
             "latency_ms": round(think.latency_ms, 3),
         }
@@ -96,7 +104,7 @@ def result_row(
         "user_safe": v.user_safe,
         "response_safe": v.response_safe,
         "categories": list(v.categories),
-        "score": v.score,
+        "score": target_score(v, ex.target),
         "action": v.action.value,
         "fail_open": v.error is not None and v.safe,
         "error": v.error.value if v.error is not None else None,

@@ -50,8 +50,21 @@ def test_categories_mode_body_exact(rec: Recorder) -> None:
             "temperature": 0,
             "max_tokens": 128,
             "chat_template_kwargs": {"enable_thinking": False, "request_categories": "/categories"},
+            # vLLM answers logprobs: the verdict's score is read from them (core/formats/scores.py)
+            "logprobs": True,
+            "top_logprobs": 5,
         }
     ]
+
+
+def test_logprobs_are_asked_for_where_scores_can_be_read(rec: Recorder) -> None:
+    make_guard(rec).check(prompt="a", mode="think")  # a THINK answer's logprobs would dwarf the answer
+    make_guard(rec, calls=CallOptions(scores=False)).check(prompt="b")
+    make_guard(rec, calls=CallOptions(top_logprobs=3)).check(prompt="c", mode="fast")
+    think, off, fast = rec.bodies
+    assert "logprobs" not in think and "top_logprobs" not in think
+    assert "logprobs" not in off and "top_logprobs" not in off
+    assert (fast["logprobs"], fast["top_logprobs"]) == (True, 3)
 
 
 def test_fast_and_think_modes(rec: Recorder) -> None:

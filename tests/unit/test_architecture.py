@@ -148,6 +148,9 @@ HEAVY = (
     "starlette",
     "uvicorn",
     "vllm",
+    "prometheus_client",
+    "opentelemetry",
+    "langchain_nemoguard.service",
     "langchain_nemoguard.simulator.server",
     "langchain_nemoguard.cli.vllm_server",
 )

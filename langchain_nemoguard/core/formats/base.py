@@ -66,6 +66,9 @@ class ParsedCall:
     clean: bool = True
     trace_missing: bool = False
     simulator: bool = False  # answered by the interface simulator (set by the guard, see core/simulator_mark.py)
+    # P(unsafe) of each rating, read from the answer's logprobs (formats/scores.py); None: unknown
+    user_score: float | None = None
+    response_score: float | None = None
 
 
 def encode_body(body: Mapping[str, Any]) -> bytes:

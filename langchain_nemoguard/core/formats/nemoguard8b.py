@@ -29,6 +29,7 @@ from ..windows import estimate_tokens
 from .base import CallSpec, Mode, ParsedCall
 from .policy_text import policy_kwarg_variants
 from .reading import RESPONSE, USER, Clean, Expect, completion_message, decide, scan_answer, split_categories
+from .scores import JSON_LABELS, attach_scores
 
 if TYPE_CHECKING:
     from ..policy import Policy
@@ -127,7 +128,7 @@ class NemoGuard8BFormat:
             elif isinstance(raw_cats, list) and all(isinstance(c, str) for c in raw_cats):
                 categories = [n for c in raw_cats for n in split_categories(c)]
         expect = Expect(user=spec.judge_prompt, response=spec.response is not None)
-        return decide(
+        parsed = decide(
             answer,
             _clean_json(data),
             expect,
@@ -135,6 +136,7 @@ class NemoGuard8BFormat:
             extra_unsafe=extra_unsafe,
             categories=categories,
         )
+        return attach_scores(parsed, completion, JSON_LABELS)
 
 
 def _clean_json(data: Any) -> Clean | str:

@@ -36,6 +36,7 @@ from .reading import (
     scan_answer,
     split_categories,
 )
+from .scores import NEMOTRON_LABELS, attach_scores
 
 if TYPE_CHECKING:
     from ..policy import Policy
@@ -154,7 +155,7 @@ class Nemotron35Format:
 
     def parse(self, completion: Mapping[str, Any], spec: CallSpec) -> ParsedCall:
         content, reasoning, finish = completion_message(completion)
-        return parse_verdict_text(
+        parsed = parse_verdict_text(
             content,
             reasoning_content=reasoning,
             expect_response=spec.response is not None,
@@ -165,6 +166,7 @@ class Nemotron35Format:
             think=spec.mode == "think",
             max_completion_chars=spec.max_completion_chars,
         )
+        return attach_scores(parsed, completion, NEMOTRON_LABELS)
 
     def prompt_overhead_tokens(self, policy_kwargs: Mapping[str, str]) -> int:
         """What a call costs beyond the judged texts: the template's pieces and the policy text."""
