@@ -258,6 +258,14 @@ def exit_behavior_of(value: object) -> ExitBehavior | None:
     return value  # type: ignore[return-value]
 
 
+def answer_for(verdict: Verdict, policy: Policy, outage_message: str | None = None) -> str:
+    """The text an answer carries instead of the judged one: the policy's refusal for a verdict, the outage
+    message (default :data:`DEFAULT_OUTAGE_MESSAGE`) when there was none."""
+    if verdict.error is not None:
+        return outage_message or DEFAULT_OUTAGE_MESSAGE
+    return policy.refusal
+
+
 def settle(
     verdict: Verdict,
     policy: Policy,
@@ -285,7 +293,7 @@ def settle(
     if outcome is Outcome.PASS:
         return Settlement(Exit.PASS, verdict)
     outage = verdict.error is not None
-    text = (outage_message or DEFAULT_OUTAGE_MESSAGE) if outage else policy.refusal
+    text = answer_for(verdict, policy, outage_message)
     if exit_behavior is not None:
         how = Exit(exit_behavior)
     elif outage:

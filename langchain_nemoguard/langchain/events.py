@@ -80,12 +80,12 @@ def public_verdict(verdict: Verdict) -> Verdict:
     return verdict if verdict.error_message == public else verdict.replace(error_message=public)
 
 
-def exit_error(settlement: Settlement, stage: Stage) -> ContentBlockedError | GuardUnavailableError:
+def exit_error(verdict: Verdict, stage: Stage) -> ContentBlockedError | GuardUnavailableError:
     """The exception for an ``error`` exit: an outage is a :class:`ModelGuardUnavailableError`, a policy block a
     :class:`ModelContentBlockedError`; neither is the other."""
-    if settlement.outage:
-        return ModelGuardUnavailableError(settlement.verdict, stage)
-    return ModelContentBlockedError(settlement.verdict, stage)
+    if verdict.error is not None:
+        return ModelGuardUnavailableError(verdict, stage)
+    return ModelContentBlockedError(verdict, stage)
 
 
 def answer_text(settlement: Settlement, stage: Stage) -> str | None:
@@ -93,7 +93,7 @@ def answer_text(settlement: Settlement, stage: Stage) -> str | None:
     if settlement.exit is Exit.PASS:
         return None
     if settlement.exit is Exit.ERROR:
-        raise exit_error(settlement, stage)
+        raise exit_error(settlement.verdict, stage)
     return settlement.text
 
 
