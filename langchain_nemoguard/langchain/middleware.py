@@ -29,6 +29,12 @@ With ``raise_on_block=True`` an input block first replaces the unsafe turn (so a
 placeholder, not the unsafe text, and the turn never reaches the model on a later turn) and then raises
 :class:`ContentBlockedError` from ``after_agent``.
 
+Each check is its own traced run (``NemoGuard:<stage>``, tagged ``nemoguard``; :mod:`.tracing`, shared with the
+wrapper), a child of the agent node whose hook ran it; its inputs are sizes, not text.
+
+``exit_behavior`` (``"end" | "error" | "replace"``, LangChain's moderation convention) overrides what every
+enforced verdict does; see :class:`NemoGuardMiddleware` and docs/langchain.md.
+
 Place it before retry and fallback middleware in ``middleware=[...]`` (outside them): ``wrap_*`` hooks nest in
 list order, so retry and fallback listed after it run inside it and the guard judges whatever they finally
 produce. Place it *after* ``HumanInTheLoopMiddleware``: a reviewer's edit replaces the tool call inside the
@@ -143,7 +149,8 @@ class NemoGuardMiddleware(AgentMiddleware):
         hold_back_tokens: Tag the model call ``nostream`` and turn its streaming off, so streams get the
             checked message whole instead of raw, unchecked tokens.
         raise_on_block: Raise :class:`langchain_nemoguard.ContentBlockedError` on ``block`` instead of ending
-            the run with the refusal.
+            the run with the refusal (and :class:`langchain_nemoguard.GuardUnavailableError` on an outage,
+            instead of ending it with the outage message).
         name: Tells two instances apart (agent middleware names must be unique).
     """
 
