@@ -120,6 +120,7 @@ def verdict_event(stage: Stage, verdict: Verdict) -> dict[str, Any]:
 def verdict_metadata(verdict: Verdict) -> dict[str, Any]:
     """The ``nemoguard_*`` metadata a traced check's run carries."""
     return {
+        "nemoguard_verdict": "unavailable" if verdict.error is not None else ("safe" if verdict.safe else "unsafe"),
         "nemoguard_safe": verdict.safe,
         "nemoguard_allowed": verdict.allowed,
         "nemoguard_action": verdict.action.value,

@@ -464,7 +464,7 @@ async def test_each_middleware_check_is_its_own_run(nemoguard_simulator: Simulat
         meta = run.extra["metadata"]
         assert run.name == f"NemoGuard:{meta['nemoguard_stage']}"
         assert "nemoguard" in run.tags
-        assert meta["nemoguard_safe"] is True and meta["nemoguard_allowed"] is True
+        assert meta["nemoguard_verdict"] == "safe" and meta["nemoguard_allowed"] is True
         assert meta["nemoguard_categories"] == []
         assert meta["nemoguard_latency_ms"] > 0
         assert run.outputs["verdict"]["safe"] is True
@@ -485,6 +485,7 @@ def test_a_blocking_middleware_check_records_its_verdict(guard: NemoGuard) -> No
     assert check.name == "NemoGuard:input"
     meta = check.extra["metadata"]
     assert meta["nemoguard_allowed"] is False and meta["nemoguard_categories"] == ["Violence"]
+    assert meta["nemoguard_verdict"] == "unsafe"
     assert check.outputs["allowed"] is False
 
 
@@ -495,6 +496,7 @@ def test_an_agent_outage_leaves_no_internal_address_in_any_run() -> None:
     assert out["messages"][-1].content == DEFAULT_OUTAGE_MESSAGE
     (check,) = check_runs(runs)
     assert check.extra["metadata"]["nemoguard_error"] == "connect"
+    assert check.extra["metadata"]["nemoguard_verdict"] == "unavailable"
     for run in all_runs(runs):
         text = payload_of(run)
         assert INTERNAL_HOST not in text and SECRET_KEY not in text
