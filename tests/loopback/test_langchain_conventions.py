@@ -518,3 +518,15 @@ def test_wrapper_stream_refusal_is_a_chunk(guard: NemoGuard) -> None:
     """A streamed wrapper refusal is a chunk (so ``+`` still works on what a stream yields)."""
     chunks = list(guard.wrap(RunnableLambda(Recorder(UNSAFE)), stream=SMALL, exit_behavior="replace").stream("x"))
     assert isinstance(chunks[-1], AIMessageChunk)
+
+
+async def test_outage_exit_end_in_async_streams_and_parallel_mode() -> None:
+    guard = down_guard()
+    chunks = [c async for c in guard.wrap(RunnableLambda(Recorder()), exit_behavior="end").astream("hello")]
+    assert [str(c.content) for c in chunks] == [DEFAULT_OUTAGE_MESSAGE]
+    inner = Recorder()
+    parallel = guard.wrap(RunnableLambda(inner), parallel=True, exit_behavior="replace")
+    assert (await parallel.ainvoke("hello")).content == DEFAULT_OUTAGE_MESSAGE
+    assert [str(c.content) for c in parallel.stream("hello")] == [DEFAULT_OUTAGE_MESSAGE]
+    with pytest.raises(GuardUnavailableError):
+        [c async for c in guard.wrap(RunnableLambda(Recorder()), parallel=True).astream("hello")]
