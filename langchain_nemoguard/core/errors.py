@@ -86,6 +86,29 @@ class ErrorCode(StrEnum):
     INTERNAL = "internal"  # a bug on our side; reported, never silently allowed
 
 
+_OUTAGE_DESCRIPTIONS: dict[ErrorCode, str] = {
+    ErrorCode.TIMEOUT: "the guard did not answer in time",
+    ErrorCode.CONNECT: "the guard endpoint could not be reached",
+    ErrorCode.HTTP_STATUS: "the guard endpoint answered with an error status",
+    ErrorCode.RATE_LIMITED: "the guard endpoint is rate limiting",
+    ErrorCode.UNPARSABLE: "the guard's answer could not be read",
+    ErrorCode.TRUNCATED: "the guard's answer was cut off",
+    ErrorCode.BAD_RESPONSE: "the guard endpoint's response was malformed",
+    ErrorCode.CANCELLED: "the check was cancelled",
+    ErrorCode.INTERNAL: "an internal error in the guard client",
+}
+
+
+def describe_outage(code: ErrorCode | str | None) -> str:
+    """A description of an outage that is safe to show anywhere (traces, exceptions, end users): it names the
+    kind of failure only, never the endpoint, host, status body or key (``Verdict.error_message`` may name the
+    endpoint, for operators' logs)."""
+    try:
+        return _OUTAGE_DESCRIPTIONS[ErrorCode(code)] if code is not None else "no verdict"
+    except ValueError:
+        return "no verdict"
+
+
 class GuardUnavailableError(NemoGuardError):
     """The guard could not produce a verdict.
 

@@ -58,6 +58,9 @@ class StreamGuard(Generic[C]):
         options: Window sizes and pass-through (None: the guard's ``stream`` options).
         stage: The stage the windows are judged at (output, or tool-call arguments).
         error_cls: The exception a block raises (an adapter may raise its framework's subclass).
+        decide: The adapter's own decision for a judged window (None: release; a refusal: end with it; or
+            raise), e.g. one that follows an ``exit_behavior`` (:func:`.verdict.settle`). None: the default
+            rule below (:attr:`Verdict.outcome`, blocks raising ``error_cls``).
     """
 
     def __init__(
@@ -69,9 +72,11 @@ class StreamGuard(Generic[C]):
         options: StreamOptions | None = None,
         stage: Stage = Stage.OUTPUT,
         error_cls: type[ContentBlockedError] = ContentBlockedError,
+        decide: Callable[[Verdict], StreamRefusal | None] | None = None,
     ) -> None:
         self.guard = guard
         self.error_cls = error_cls
+        self.decide = decide
         self._stopped = False
         self.prompt = prompt
         self.policy = guard.policy_for(policy)
@@ -89,6 +94,8 @@ class StreamGuard(Generic[C]):
     def _decide(self, verdict: Verdict) -> StreamRefusal | None:
         """None: release. A refusal: stop with it. Raises for ``block``."""
         self.verdicts.append(verdict)
+        if self.decide is not None:
+            return self.decide(verdict)
         outcome = verdict.outcome
         if outcome is Outcome.PASS:
             return None

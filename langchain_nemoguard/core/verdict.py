@@ -19,9 +19,12 @@ import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
-from .errors import ContentBlockedError, ErrorCode, GuardUnavailableError, Stage
+from .errors import ConfigurationError, ContentBlockedError, ErrorCode, GuardUnavailableError, Stage
+
+if TYPE_CHECKING:
+    from .policy import Policy
 
 
 class Action(StrEnum):
@@ -205,6 +208,99 @@ def decide(verdict: Verdict) -> Outcome:
     if verdict.action is Action.REWRITE and verdict.error is None:
         return Outcome.REFUSE
     return Outcome.BLOCK
+
+
+# --- exit behaviour: what an enforced verdict does in a framework (LangChain's moderation convention) ---------
+
+ExitBehavior = Literal["end", "error", "replace"]
+"""LangChain's ``OpenAIModerationMiddleware`` convention: ``error`` raises, ``end`` answers with the refusal and
+stops, ``replace`` puts the refusal in place of the offending content and goes on."""
+
+DEFAULT_OUTAGE_MESSAGE = "The assistant is temporarily unavailable. Please try again in a moment."
+"""What an end user reads when no verdict could be had and the run answers instead of raising: it is not the
+policy's refusal (nothing was judged unsafe) and it names no endpoint, host or key."""
+
+
+class Exit(StrEnum):
+    """What an adapter does with one checked text: the three exit behaviours, or let it pass."""
+
+    PASS = "pass"
+    ERROR = "error"
+    END = "end"
+    REPLACE = "replace"
+
+
+@dataclass(frozen=True, slots=True)
+class Settlement:
+    """The decision for one verdict: how to exit, and the text an answer carries (refusal or outage message)."""
+
+    exit: Exit
+    verdict: Verdict
+    text: str = ""
+
+    @property
+    def outage(self) -> bool:
+        """True when the guard gave no verdict (the text is then the outage message, never the refusal)."""
+        return self.verdict.error is not None
+
+
+def exit_behavior_of(value: object) -> ExitBehavior | None:
+    """``value`` checked as an ``exit_behavior`` (None or one of ``end``, ``error``, ``replace``).
+
+    Raises:
+        ConfigurationError: Anything else (a misspelt behaviour must not quietly fall back to a default).
+    """
+    if value is None:
+        return None
+    choices = get_args(ExitBehavior)
+    if value not in choices:
+        raise ConfigurationError(f"exit_behavior must be one of {', '.join(map(repr, choices))} or None, got {value!r}")
+    return value  # type: ignore[return-value]
+
+
+def answer_for(verdict: Verdict, policy: Policy, outage_message: str | None = None) -> str:
+    """The text an answer carries instead of the judged one: the policy's refusal for a verdict, the outage
+    message (default :data:`DEFAULT_OUTAGE_MESSAGE`) when there was none."""
+    if verdict.error is not None:
+        return outage_message or DEFAULT_OUTAGE_MESSAGE
+    return policy.refusal
+
+
+def settle(
+    verdict: Verdict,
+    policy: Policy,
+    *,
+    exit_behavior: ExitBehavior | None = None,
+    block: ExitBehavior = "error",
+    outage_message: str | None = None,
+) -> Settlement:
+    """The one rule from a verdict to an exit, shared by every adapter that speaks LangChain's convention.
+
+    * A verdict whose outcome is ``pass`` (safe, failed open, or a ``log`` action) passes, whatever
+      ``exit_behavior`` says: an exit behaviour changes what an *enforced* verdict does, it never turns a
+      ``log`` into a block.
+    * ``exit_behavior`` given: every enforced verdict (``block`` or ``rewrite``, and an outage under
+      ``on_error="block"``) exits that way.
+    * ``exit_behavior=None`` keeps the policy's per-category map: ``rewrite`` replaces, ``block`` exits as
+      ``block`` says (the adapter's own default: the wrapper raises, the middleware ends the run). An outage
+      takes the action the policy gives an unnamed category (``"*"``): a ``rewrite`` policy replaces (with the
+      outage message), any other exits as ``block``.
+
+    The text of an answer is the policy's refusal for a real verdict and ``outage_message`` (default
+    :data:`DEFAULT_OUTAGE_MESSAGE`) for an outage, so an outage never reads like a policy decision.
+    """
+    outcome = verdict.outcome
+    if outcome is Outcome.PASS:
+        return Settlement(Exit.PASS, verdict)
+    outage = verdict.error is not None
+    text = answer_for(verdict, policy, outage_message)
+    if exit_behavior is not None:
+        how = Exit(exit_behavior)
+    elif outage:
+        how = Exit.REPLACE if policy.action_for(()) is Action.REWRITE else Exit(block)
+    else:
+        how = Exit.REPLACE if outcome is Outcome.REFUSE else Exit(block)
+    return Settlement(how, verdict, text)
 
 
 def for_stage(verdict: Verdict, stage: Stage | str) -> Verdict:

@@ -29,6 +29,12 @@ With ``raise_on_block=True`` an input block first replaces the unsafe turn (so a
 placeholder, not the unsafe text, and the turn never reaches the model on a later turn) and then raises
 :class:`ContentBlockedError` from ``after_agent``.
 
+Each check is its own traced run (``NemoGuard:<stage>``, tagged ``nemoguard``; :mod:`.tracing`, shared with the
+wrapper), a child of the agent node whose hook ran it; its inputs are sizes, not text.
+
+``exit_behavior`` (``"end" | "error" | "replace"``, LangChain's moderation convention) overrides what every
+enforced verdict does; see :class:`NemoGuardMiddleware` and docs/langchain.md.
+
 Place it before retry and fallback middleware in ``middleware=[...]`` (outside them): ``wrap_*`` hooks nest in
 list order, so retry and fallback listed after it run inside it and the guard judges whatever they finally
 produce. Place it *after* ``HumanInTheLoopMiddleware``: a reviewer's edit replaces the tool call inside the
@@ -61,19 +67,30 @@ from langgraph.types import Command
 
 from ..core.conversation import Conversation
 from ..core.coverage import Check, CoverageOptions, Message, ToolCall, input_checks, serialise
-from ..core.errors import Stage
+from ..core.errors import ErrorCode, Stage
 from ..core.guard import NemoGuard
 from ..core.policy import Policy
-from ..core.verdict import Action, Outcome, Verdict
+from ..core.verdict import (
+    Action,
+    Exit,
+    ExitBehavior,
+    Outcome,
+    Settlement,
+    Verdict,
+    answer_for,
+    exit_behavior_of,
+    settle,
+)
 from .events import (
     NOSTREAM_TAG,
     VERDICT_EVENT,
-    ModelContentBlockedError,
-    adispatch_verdict,
-    dispatch_verdict,
+    exit_error,
+    exits_conflict,
     policy_for_run,
+    verdict_event,
 )
 from .messages import assistant_text, core_message, last_user_text, message_role, tool_result_text
+from .tracing import CheckRun, atraced_check, traced_check
 
 MARKER = "nemoguard"
 """``response_metadata`` key on messages the guard judged or wrote (informational: never trusted as memory)."""
@@ -113,7 +130,17 @@ class NemoGuardMiddleware(AgentMiddleware):
         policy: A ``Policy`` or a name from the guard's policy set; a run may pick one with
             ``config={"configurable": {"nemoguard_policy": name}}``.
         action: One action for every unsafe verdict, instead of the policy's per-category map.
+        exit_behavior: LangChain's moderation convention, meaning what it means in ``OpenAIModerationMiddleware``
+            and in ``guard.wrap``, for every enforced verdict (``block``, ``rewrite``, and an outage under
+            ``on_error="block"``): ``"error"`` raises (:class:`ContentBlockedError` for a block,
+            :class:`GuardUnavailableError` for an outage); ``"end"`` answers with the refusal and jumps to the
+            end; ``"replace"`` puts the refusal in place of the offending content (same id) and the run goes on.
+            None (default) keeps the policy's map: ``block`` ends the run (raises under ``raise_on_block``),
+            ``rewrite`` replaces. ``log`` categories pass either way. Not with ``action`` or ``raise_on_block``
+            (a ``TypeError``; ``raise_on_block=True`` is ``exit_behavior="error"`` for blocks).
         refusal: The text a refusal says (default: the policy's).
+        outage_message: What the run answers with when the guard gave no verdict and the exit is not ``error``
+            (default ``DEFAULT_OUTAGE_MESSAGE``): never the policy's refusal, never an endpoint.
         check_input: Check what reaches the model (user turns, system messages, tool results in the state).
         check_output: Check the model's message (text, tool-call arguments, reasoning, structured response).
         check_tool_results: Check tool results before the model sees them.
@@ -122,7 +149,8 @@ class NemoGuardMiddleware(AgentMiddleware):
         hold_back_tokens: Tag the model call ``nostream`` and turn its streaming off, so streams get the
             checked message whole instead of raw, unchecked tokens.
         raise_on_block: Raise :class:`langchain_nemoguard.ContentBlockedError` on ``block`` instead of ending
-            the run with the refusal.
+            the run with the refusal (and :class:`langchain_nemoguard.GuardUnavailableError` on an outage,
+            instead of ending it with the outage message).
         name: Tells two instances apart (agent middleware names must be unique).
     """
 
@@ -134,7 +162,9 @@ class NemoGuardMiddleware(AgentMiddleware):
         *,
         policy: Policy | str | None = None,
         action: Action | str | None = None,
+        exit_behavior: ExitBehavior | None = None,
         refusal: str | None = None,
+        outage_message: str | None = None,
         check_input: bool = True,
         check_output: bool = True,
         check_tool_results: bool = True,
@@ -144,10 +174,16 @@ class NemoGuardMiddleware(AgentMiddleware):
         name: str | None = None,
     ) -> None:
         super().__init__()
+        self.exit_behavior = exit_behavior_of(exit_behavior)
+        if self.exit_behavior is not None and action is not None:
+            raise TypeError(exits_conflict("action"))
+        if self.exit_behavior not in (None, "error") and raise_on_block:
+            raise TypeError(exits_conflict("raise_on_block"))
         self.guard = guard
         self.policy = policy
         self.action = Action(action) if action is not None else None
         self.refusal = refusal
+        self.outage_message = outage_message
         self.check_input = check_input
         self.check_output = check_output
         self.check_tool_results = check_tool_results
@@ -176,14 +212,22 @@ class NemoGuardMiddleware(AgentMiddleware):
     def _policy(self) -> Policy:
         return policy_for_run(self.guard, self.policy, self.action, self.refusal, _current_config())
 
-    def _refuses(self, verdict: Verdict, stage: Stage) -> bool:
-        """False: let it pass. True: replace it with the refusal. Raises when told to for ``block``."""
-        outcome = verdict.outcome
-        if outcome is Outcome.PASS:
-            return False
-        if outcome is Outcome.BLOCK and self.raise_on_block:
-            raise ModelContentBlockedError(verdict, stage)
-        return True
+    def _settle(self, verdict: Verdict, policy: Policy) -> Settlement:
+        """The exit for a verdict (core ``settle``): a block ends the run unless ``raise_on_block``."""
+        block: ExitBehavior = "error" if self.raise_on_block else "end"
+        return settle(
+            verdict, policy, exit_behavior=self.exit_behavior, block=block, outage_message=self.outage_message
+        )
+
+    def _refuses(self, verdict: Verdict, stage: Stage, policy: Policy) -> Settlement | None:
+        """None: let it pass. A settlement (``end`` or ``replace``): put its text in place. Raises for ``error``:
+        :class:`ContentBlockedError` for a block, :class:`GuardUnavailableError` for an outage."""
+        settlement = self._settle(verdict, policy)
+        if settlement.exit is Exit.PASS:
+            return None
+        if settlement.exit is Exit.ERROR:
+            raise exit_error(verdict, stage)
+        return settlement
 
     def _input_plan(self, state: dict[str, Any]) -> tuple[Any, ...] | None:
         """What before_model must do: ('end', verdict, update) at once, ('check', checks, messages), or None.
@@ -235,21 +279,27 @@ class NemoGuardMiddleware(AgentMiddleware):
             return {JUDGED_KEY: keys} if keys else None
         check, verdict = found
         stage = check.stage
-        if verdict.outcome is Outcome.BLOCK and self.raise_on_block:
+        settlement = self._settle(verdict, policy)
+        if settlement.exit is Exit.ERROR:
             # replace first (a checkpointer keeps the placeholder), raise in after_agent
             update = self._withhold(covered, verdict)
             update[PENDING_KEY] = {"verdict": verdict.to_dict(), "stage": stage.value}
             update["jump_to"] = "end"
             return update
+        if settlement.exit is Exit.REPLACE and self.exit_behavior == "replace":
+            # LangChain's "replace": the offending turns carry the refusal (same ids) and the model runs on them
+            # (under the policy's own ``rewrite`` a user turn is answered with the refusal instead, as the wrapper
+            # does: there is nothing of it left to answer)
+            return self._withhold(covered, verdict, text=settlement.text)
         update = self._withhold(covered, verdict)
-        refusal = _refusal(policy, verdict)
+        refusal = _refusal(settlement.text, verdict)
         update["messages"].append(refusal)
         update[JUDGED_KEY].append(_key(refusal))
         update["jump_to"] = "end"
         return update
 
-    def _withhold(self, covered: Sequence[BaseMessage], verdict: Verdict) -> dict[str, Any]:
-        placeholders = [_placeholder(m, verdict) for m in covered]
+    def _withhold(self, covered: Sequence[BaseMessage], verdict: Verdict, text: str | None = None) -> dict[str, Any]:
+        placeholders = [_placeholder(m, verdict, text=text) for m in covered]
         return {"messages": placeholders, JUDGED_KEY: [_key(m) for m in placeholders]}
 
     def _output_conv(
@@ -264,8 +314,8 @@ class NemoGuardMiddleware(AgentMiddleware):
     def _judged_output(self, message: AIMessage, verdict: Verdict, policy: Policy, stage: Stage) -> AIMessage:
         """The message to keep: the original (marked as judged) or the refusal under its id."""
         msg_id = message.id or _new_id()  # the state keeps this id, so the memory's digest matches it
-        if self._refuses(verdict, stage):
-            return _refusal(policy, verdict, msg_id=msg_id)
+        if (settlement := self._refuses(verdict, stage, policy)) is not None:
+            return _refusal(settlement.text, verdict, msg_id=msg_id)
         marked = message.model_copy(deep=False)
         marked.id = msg_id
         marked.response_metadata = {**message.response_metadata, MARKER: _meta(verdict)}
@@ -274,12 +324,14 @@ class NemoGuardMiddleware(AgentMiddleware):
     def _tool_message(self, result: ToolMessage, verdict: Verdict, policy: Policy) -> ToolMessage:
         if result.id is None:
             result = result.model_copy(update={"id": _new_id()})
-        if not self._refuses(verdict, Stage.TOOL_RESULT):
+        settlement = self._refuses(verdict, Stage.TOOL_RESULT, policy)
+        if settlement is None:
             return result
-        rewrite = verdict.outcome is Outcome.REFUSE
+        # "replace" hands the model the refusal as the result; "end" withholds it and the next before_model ends
+        rewrite = settlement.exit is Exit.REPLACE
         meta = {**_meta(verdict), "withheld": not rewrite}
         return ToolMessage(
-            content=policy.refusal if rewrite else WITHHELD_TOOL_RESULT,
+            content=settlement.text if rewrite else WITHHELD_TOOL_RESULT,
             tool_call_id=result.tool_call_id,
             name=result.name,
             id=result.id,
@@ -335,8 +387,9 @@ class NemoGuardMiddleware(AgentMiddleware):
                 safe=False,
                 action=Action(raw.get("action", "block")),
                 policy=raw.get("policy"),
+                error=_error_code(raw.get("error")),
             )
-            raise ModelContentBlockedError(verdict, Stage(pending.get("stage", "input")))
+            raise exit_error(verdict, Stage(pending.get("stage", "input")))
         return None
 
     async def aafter_agent(self, state: AgentState, runtime: Runtime[Any]) -> dict[str, Any] | None:
@@ -366,7 +419,7 @@ class NemoGuardMiddleware(AgentMiddleware):
             return None
         policy = self._policy()
         if plan[0] == "end":
-            return _end_update(policy, plan[1], plan[2])
+            return _end_update(answer_for(plan[1], policy, self.outage_message), plan[1], plan[2])
         _, checks, covered = plan
         verdicts = [self._check(c.conversation, policy, c.stage) for c in checks]
         return self._input_update(checks, verdicts, covered, policy)
@@ -384,7 +437,7 @@ class NemoGuardMiddleware(AgentMiddleware):
             return None
         policy = self._policy()
         if plan[0] == "end":
-            return _end_update(policy, plan[1], plan[2])
+            return _end_update(answer_for(plan[1], policy, self.outage_message), plan[1], plan[2])
         _, checks, covered = plan
         verdicts = await asyncio.gather(*(self._acheck(c.conversation, policy, c.stage) for c in checks))
         return self._input_update(checks, verdicts, covered, policy)
@@ -408,8 +461,8 @@ class NemoGuardMiddleware(AgentMiddleware):
         system = self._system_conv(request)
         if system is not None:
             verdict = self._check(system, policy, Stage.INPUT)
-            if self._refuses(verdict, Stage.INPUT):
-                return ModelResponse(result=[_refusal(policy, verdict)])
+            if (settlement := self._refuses(verdict, Stage.INPUT, policy)) is not None:
+                return ModelResponse(result=[_refusal(settlement.text, verdict)])
         if not self.check_output:
             return handler(request)
         with _nostream(self.hold_back_tokens):
@@ -436,8 +489,8 @@ class NemoGuardMiddleware(AgentMiddleware):
         system = self._system_conv(request)
         if system is not None:
             verdict = await self._acheck(system, policy, Stage.INPUT)
-            if self._refuses(verdict, Stage.INPUT):
-                return ModelResponse(result=[_refusal(policy, verdict)])
+            if (settlement := self._refuses(verdict, Stage.INPUT, policy)) is not None:
+                return ModelResponse(result=[_refusal(settlement.text, verdict)])
         if not self.check_output:
             return await handler(request)
         with _nostream(self.hold_back_tokens):
@@ -499,7 +552,7 @@ class NemoGuardMiddleware(AgentMiddleware):
             "messages": [kept],
             JUDGED_KEY: [_key(kept), *(_call_key(c) for c in kept.tool_calls)],
         }
-        if kept.response_metadata.get(MARKER, {}).get("refused"):
+        if kept.response_metadata.get(MARKER, {}).get("refused") and self.exit_behavior != "replace":
             update["jump_to"] = "end"
         return update
 
@@ -588,7 +641,7 @@ class NemoGuardMiddleware(AgentMiddleware):
         edited = self._edited_call(request)
         if edited is not None:
             verdict = self._check(edited, policy, Stage.TOOL_CALL)
-            if self._refuses(verdict, Stage.TOOL_CALL):
+            if self._refuses(verdict, Stage.TOOL_CALL, policy) is not None:
                 return self._blocked_call(request, verdict, policy)
         result = handler(request)
         found = self._result_texts(result) if self.check_tool_results else None
@@ -609,7 +662,7 @@ class NemoGuardMiddleware(AgentMiddleware):
         edited = self._edited_call(request)
         if edited is not None:
             verdict = await self._acheck(edited, policy, Stage.TOOL_CALL)
-            if self._refuses(verdict, Stage.TOOL_CALL):
+            if self._refuses(verdict, Stage.TOOL_CALL, policy) is not None:
                 return self._blocked_call(request, verdict, policy)
         result = await handler(request)
         found = self._result_texts(result) if self.check_tool_results else None
@@ -621,14 +674,17 @@ class NemoGuardMiddleware(AgentMiddleware):
 
     # --- I/O ----------------------------------------------------------------------------------------------------
 
+    # Each check is its own traced run (langchain.tracing, shared with the wrapper), a child of the agent node that
+    # runs the hook; its inputs are sizes only: the judged text is the node's own, already in the trace.
+
     def _check(self, conv: Conversation, policy: Policy, stage: Stage) -> Verdict:
-        verdict = self.guard.check(conversation=conv, policy=policy, stage=stage)
-        _write_stream(dispatch_verdict(stage, verdict))
+        (verdict,) = traced_check(self.guard, _check_run(conv, policy, stage), (conv,), _current_config())
+        _write_stream(verdict_event(stage, verdict))
         return verdict
 
     async def _acheck(self, conv: Conversation, policy: Policy, stage: Stage) -> Verdict:
-        verdict = await self.guard.acheck(conversation=conv, policy=policy, stage=stage)
-        _write_stream(await adispatch_verdict(stage, verdict))
+        (verdict,) = await atraced_check(self.guard, _check_run(conv, policy, stage), (conv,), _current_config())
+        _write_stream(verdict_event(stage, verdict))
         return verdict
 
 
@@ -637,6 +693,26 @@ class NemoGuardMiddleware(AgentMiddleware):
 
 def _current_config() -> RunnableConfig | None:
     return var_child_runnable_config.get()
+
+
+def _check_run(conv: Conversation, policy: Policy, stage: Stage) -> CheckRun:
+    """A check's run, whose inputs say how much was judged but not what (no text beyond the agent's trace)."""
+    inputs = {
+        "prompt_chars": len(conv.prompt),
+        "response_chars": len(conv.response) if conv.response is not None else None,
+        "images": len(conv.images),
+    }
+    return CheckRun(stage, policy, inputs)
+
+
+def _error_code(value: Any) -> ErrorCode | None:
+    """An outage's code read back from private state (anything unreadable still counts as an outage)."""
+    if value is None:
+        return None
+    try:
+        return ErrorCode(value)
+    except ValueError:
+        return ErrorCode.INTERNAL
 
 
 @contextlib.contextmanager
@@ -743,24 +819,26 @@ def _meta(verdict: Verdict) -> dict[str, Any]:
     }
 
 
-def _refusal(policy: Policy, verdict: Verdict, *, msg_id: str | None = None) -> AIMessage:
+def _refusal(text: str, verdict: Verdict, *, msg_id: str | None = None) -> AIMessage:
+    """The answer that stands for a refused text: the policy's refusal, or the outage message."""
     meta = {**_meta(verdict), "refused": True}
-    return AIMessage(content=policy.refusal, id=msg_id or _new_id(), response_metadata={MARKER: meta})
+    return AIMessage(content=text, id=msg_id or _new_id(), response_metadata={MARKER: meta})
 
 
-def _placeholder(message: BaseMessage, verdict: Verdict | None = None) -> BaseMessage:
-    """The message with its content withheld (same id, so the state replaces it)."""
+def _placeholder(message: BaseMessage, verdict: Verdict | None = None, *, text: str | None = None) -> BaseMessage:
+    """The message with its content withheld, or replaced by ``text`` (same id, so the state replaces it)."""
     meta = {**message.response_metadata, MARKER: _meta(verdict)} if verdict is not None else message.response_metadata
     if isinstance(message, ToolMessage):
-        return message.model_copy(update={"content": WITHHELD_TOOL_RESULT, "status": "error"})
+        return message.model_copy(update={"content": text or WITHHELD_TOOL_RESULT, "status": "error"})
     if isinstance(message, AIMessage):
         calls = [{**c, "args": {}} for c in message.tool_calls]
-        return message.model_copy(update={"content": WITHHELD_INPUT, "tool_calls": calls, "response_metadata": meta})
-    return message.model_copy(update={"content": WITHHELD_INPUT, "response_metadata": meta})
+        content = text or WITHHELD_INPUT
+        return message.model_copy(update={"content": content, "tool_calls": calls, "response_metadata": meta})
+    return message.model_copy(update={"content": text or WITHHELD_INPUT, "response_metadata": meta})
 
 
-def _end_update(policy: Policy, verdict: Verdict, tail: list[BaseMessage]) -> dict[str, Any]:
-    refusal = _refusal(policy, verdict)
+def _end_update(text: str, verdict: Verdict, tail: list[BaseMessage]) -> dict[str, Any]:
+    refusal = _refusal(text, verdict)
     return {
         "messages": [*tail, refusal],
         JUDGED_KEY: [_key(m) for m in (*tail, refusal)],
@@ -787,6 +865,7 @@ def _withheld_tool_results(messages: list[BaseMessage]) -> Verdict | None:
                 safe=False,
                 categories=tuple(meta.get("categories") or ()),
                 action=Action(meta.get("action", "block")),
+                error=_error_code(meta.get("error")),
             )
     return None
 

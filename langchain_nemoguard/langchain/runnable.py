@@ -26,82 +26,57 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass, field
 from typing import Any, cast
 
-from langchain_core.callbacks import (
-    AsyncCallbackManagerForChainRun,
-    CallbackManagerForChainRun,
-    adispatch_custom_event,
-    dispatch_custom_event,
-)
+from langchain_core.callbacks import AsyncCallbackManagerForChainRun, CallbackManagerForChainRun
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.runnables import Runnable, RunnableConfig, RunnableSerializable
-from langchain_core.runnables.config import (
-    ContextThreadPoolExecutor,
-    get_async_callback_manager_for_config,
-    get_callback_manager_for_config,
-)
+from langchain_core.runnables.config import ContextThreadPoolExecutor
+from langchain_core.runnables.retry import ExponentialJitterParams
 from langchain_core.runnables.utils import ConfigurableFieldSpec
-from pydantic import ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from ..core.conversation import Conversation
 from ..core.errors import ContentBlockedError, InvalidInputError, Stage
 from ..core.guard import NemoGuard
 from ..core.policy import Policy
 from ..core.streaming import StreamGuard, StreamRefusal
-from ..core.verdict import Action, Outcome, Verdict
+from ..core.verdict import Action, ExitBehavior, Outcome, Verdict, settle
 from ..core.windows import StreamOptions
 from .events import (
     NOSTREAM_TAG,
     POLICY_CONFIG_KEY,
     UNCHECKED_TAG,
-    VERDICT_EVENT,
     ModelContentBlockedError,
-    annotate_run,
+    answer_text,
+    exits_conflict,
     policy_for_run,
-    verdict_event,
-    verdict_metadata,
+    public_verdict,
 )
 from .messages import OUTPUT_KEYS, chunk_text, conversation_from_input, input_conversations_from, output_text
-
-
-@dataclass(slots=True)
-class _Check:
-    """One traced guard check: the run's inputs, metadata, and what it concluded."""
-
-    stage: Stage
-    policy: Policy
-    inputs: dict[str, Any]
-    verdicts: list[Verdict] = field(default_factory=list)
-
-    @property
-    def name(self) -> str:
-        return f"NemoGuard:{self.stage.value}"
-
-    @property
-    def start_metadata(self) -> dict[str, Any]:
-        return {"nemoguard_stage": self.stage.value, "nemoguard_policy": self.policy.name}
-
-    def final(self) -> Verdict | None:
-        return next((v for v in self.verdicts if not v.allowed), self.verdicts[-1] if self.verdicts else None)
-
-    def outputs(self) -> dict[str, Any]:
-        final = self.final()
-        out: dict[str, Any] = {"verdict": final.to_dict() if final else None}
-        if final is not None:
-            out["allowed"] = final.allowed
-            out["reason"] = final.reason
-        if len(self.verdicts) > 1:
-            out["windows"] = [v.to_dict() for v in self.verdicts]
-        return out
+from .tracing import (
+    CheckRun as _Check,
+)
+from .tracing import (
+    aend_check,
+    areport_check,
+    astart_check,
+    atraced_check,
+    end_check,
+    report_check,
+    start_check,
+    traced_check,
+)
 
 
 class GuardedRunnable(RunnableSerializable[Any, Any]):
     """A runnable whose input and output are checked by a :class:`NemoGuard` (``guard.wrap(runnable)``).
 
     A block raises :class:`langchain_nemoguard.ContentBlockedError`; a ``rewrite`` answers with the refusal in
-    the shape of the inner runnable's output.
+    the shape of the inner runnable's output. An outage under ``on_error="block"`` raises
+    :class:`langchain_nemoguard.GuardUnavailableError` (never a ``ContentBlockedError``), so
+    ``with_fallbacks(..., exceptions_to_handle=(GuardUnavailableError,))`` falls back only when the guard is down;
+    ``with_retry()`` never retries a block unless the caller names ``ContentBlockedError``.
 
     Args:
         guard: The guard that judges.
@@ -111,7 +86,14 @@ class GuardedRunnable(RunnableSerializable[Any, Any]):
         policy: A ``Policy`` or a name from the guard's policy set; a call may override it with
             ``configurable={"nemoguard_policy": name}``.
         action: One action for every unsafe verdict, instead of the policy's per-category map.
+        exit_behavior: LangChain's moderation convention (as ``OpenAIModerationMiddleware``) for every enforced
+            verdict (``block`` or ``rewrite``, and an outage under ``on_error="block"``): ``"error"`` raises,
+            ``"end"`` and ``"replace"`` answer with the refusal (or, for an outage, ``outage_message``) in the
+            output's shape. None (default) keeps the policy's map: ``block`` raises, ``rewrite`` answers. A
+            ``log`` category still passes. Giving both ``action`` and ``exit_behavior`` is a ``TypeError``.
         refusal: The text a ``rewrite`` answers with (default: the policy's).
+        outage_message: What an answer says when the guard gave no verdict (default
+            ``DEFAULT_OUTAGE_MESSAGE``; never the policy's refusal, never an endpoint).
         parallel: Run the input check beside the inner runnable; its result is released only after an
             allowing verdict (a block cancels it).
         stream_options: Hold-back windows for streamed output (alias ``stream``; default: the guard's).
@@ -126,10 +108,18 @@ class GuardedRunnable(RunnableSerializable[Any, Any]):
     check_output: bool = True
     policy: Policy | str | None = None
     action: Action | None = None
+    exit_behavior: ExitBehavior | None = None
     refusal: str | None = None
+    outage_message: str | None = None
     parallel: bool = False
     stream_options: StreamOptions | None = Field(default=None, alias="stream")
     input_key: str | None = None
+
+    @model_validator(mode="after")
+    def _one_way_to_enforce(self) -> GuardedRunnable:
+        if self.action is not None and self.exit_behavior is not None:
+            raise TypeError(exits_conflict("action"))
+        return self
 
     @field_validator("stream_options", mode="before")
     @classmethod
@@ -226,13 +216,48 @@ class GuardedRunnable(RunnableSerializable[Any, Any]):
         tags = [t for t in (NOSTREAM_TAG, UNCHECKED_TAG) if t not in (config.get("tags") or [])]
         return RunnableConfig(**{**config, "tags": [*(config.get("tags") or []), *tags]}) if tags else config
 
-    @staticmethod
-    def _refused(verdict: Verdict, stage: Stage) -> bool:
-        """False: go on. True: answer with the refusal. Raises for ``block``."""
-        outcome = verdict.outcome
-        if outcome is Outcome.BLOCK:
-            raise ModelContentBlockedError(verdict, stage)
-        return outcome is Outcome.REFUSE
+    def _answer(self, verdict: Verdict, stage: Stage, policy: Policy) -> str | None:
+        """None: go on. A string: answer with it (the refusal, or the outage message). Raises for an ``error``
+        exit: :class:`ContentBlockedError` for a policy block, :class:`GuardUnavailableError` for an outage."""
+        settlement = settle(
+            verdict, policy, exit_behavior=self.exit_behavior, block="error", outage_message=self.outage_message
+        )
+        return answer_text(settlement, stage)
+
+    def _stream_decision(self, stage: Stage, policy: Policy) -> Callable[[Verdict], StreamRefusal | None]:
+        """:meth:`_answer` as a stream loop wants it: None, or the refusal to end the stream with."""
+
+        def decide(verdict: Verdict) -> StreamRefusal | None:
+            text = self._answer(verdict, stage, policy)
+            return None if text is None else StreamRefusal(text, verdict)
+
+        return decide
+
+    def with_retry(
+        self,
+        *,
+        retry_if_exception_type: tuple[type[BaseException], ...] | Callable[[BaseException], bool] = (Exception,),
+        wait_exponential_jitter: bool = True,
+        exponential_jitter_params: ExponentialJitterParams | None = None,
+        stop_after_attempt: int = 3,
+    ) -> Runnable[Any, Any]:
+        """``Runnable.with_retry``, except that a policy block is never retried unless asked for.
+
+        A block is a decision, and the same input gets the same decision: retrying it only repeats the inner
+        call and the checks. So a tuple of exception types (the default ``(Exception,)`` included) retries what
+        it names *except* :class:`ContentBlockedError`, unless ``ContentBlockedError`` (or a subclass) is in the
+        tuple itself. An outage (:class:`GuardUnavailableError`) is retried like any other exception. A callable
+        ``retry_if_exception_type`` is the caller's own rule and is used as given.
+        """
+        retry_on = retry_if_exception_type
+        if not callable(retry_on):
+            retry_on = _not_blocks(tuple(retry_on))
+        return super().with_retry(
+            retry_if_exception_type=retry_on,
+            wait_exponential_jitter=wait_exponential_jitter,
+            exponential_jitter_params=exponential_jitter_params,
+            stop_after_attempt=stop_after_attempt,
+        )
 
     def _outputs_str(self) -> bool:
         try:
@@ -246,7 +271,7 @@ class GuardedRunnable(RunnableSerializable[Any, Any]):
             like = ""
         if isinstance(like, str):
             return text
-        meta = {"nemoguard": verdict.to_dict()}
+        meta = {"nemoguard": public_verdict(verdict).to_dict()}
         if isinstance(like, Mapping):
             if "messages" in like and isinstance(like["messages"], Sequence):
                 msgs = list(like["messages"])
@@ -273,83 +298,39 @@ class GuardedRunnable(RunnableSerializable[Any, Any]):
         conv = Conversation(prompt=prompt, response=text)
         return _Check(stage, policy, {"prompt": prompt, "response": text}), conv
 
-    # --- traced checks ---------------------------------------------------------------------------------------
+    # --- traced checks (langchain.tracing; shared with the middleware) ---------------------------------------
 
     def _start(self, check: _Check, config: RunnableConfig) -> CallbackManagerForChainRun:
-        cm = get_callback_manager_for_config(config)
-        cm.add_metadata(check.start_metadata, inherit=False)
-        cm.add_tags(["nemoguard"], inherit=False)
-        return cm.on_chain_start(None, check.inputs, name=check.name)
+        return start_check(check, config)
 
     def _report(self, check: _Check, verdict: Verdict, rm: CallbackManagerForChainRun) -> None:
-        check.verdicts.append(verdict)
-        dispatch_custom_event(
-            VERDICT_EVENT, verdict_event(check.stage, verdict), config={"callbacks": rm.get_child()}
-        )
+        report_check(check, verdict, rm)
 
     def _end(self, check: _Check, rm: CallbackManagerForChainRun, error: BaseException | None = None) -> None:
-        final = check.final()
-        if final is not None:
-            annotate_run(rm, verdict_metadata(final))
-        if error is not None and not isinstance(error, ContentBlockedError):
-            rm.on_chain_error(error)
-        else:
-            rm.on_chain_end(check.outputs())
+        end_check(check, rm, error)
 
     def _check(
         self, check: _Check, conv: Conversation | tuple[Conversation, ...], config: RunnableConfig
     ) -> Verdict:
-        rm = self._start(check, config)
         convs = conv if isinstance(conv, tuple) else (conv,)
-        try:
-            verdicts = [self.guard.check(conversation=c, policy=check.policy, stage=check.stage) for c in convs]
-        except BaseException as exc:
-            self._end(check, rm, exc)
-            raise
-        for verdict in verdicts:
-            self._report(check, verdict, rm)
-        self._end(check, rm)
-        return _decisive(verdicts)
+        return _decisive(traced_check(self.guard, check, convs, config))
 
     async def _astart(self, check: _Check, config: RunnableConfig) -> AsyncCallbackManagerForChainRun:
-        cm = get_async_callback_manager_for_config(config)
-        cm.add_metadata(check.start_metadata, inherit=False)
-        cm.add_tags(["nemoguard"], inherit=False)
-        return await cm.on_chain_start(None, check.inputs, name=check.name)
+        return await astart_check(check, config)
 
     async def _areport(self, check: _Check, verdict: Verdict, rm: AsyncCallbackManagerForChainRun) -> None:
-        check.verdicts.append(verdict)
-        await adispatch_custom_event(
-            VERDICT_EVENT, verdict_event(check.stage, verdict), config={"callbacks": rm.get_child()}
-        )
+        await areport_check(check, verdict, rm)
 
     async def _aend(
         self, check: _Check, rm: AsyncCallbackManagerForChainRun, error: BaseException | None = None
     ) -> None:
-        final = check.final()
-        if final is not None:
-            annotate_run(rm, verdict_metadata(final))
-        if error is not None and not isinstance(error, ContentBlockedError):
-            await rm.on_chain_error(error)
-        else:
-            await rm.on_chain_end(check.outputs())
+        await aend_check(check, rm, error)
 
     async def _acheck(
         self, check: _Check, conv: Conversation | tuple[Conversation, ...], config: RunnableConfig
     ) -> Verdict:
-        rm = await self._astart(check, config)
         convs = conv if isinstance(conv, tuple) else (conv,)
-        try:
-            verdicts = await asyncio.gather(
-                *(self.guard.acheck(conversation=c, policy=check.policy, stage=check.stage) for c in convs)
-            )
-        except BaseException as exc:
-            await self._aend(check, rm, exc)
-            raise
-        for verdict in verdicts:
-            await self._areport(check, verdict, rm)
-        await self._aend(check, rm)
-        return _decisive(list(verdicts))
+        return _decisive(await atraced_check(self.guard, check, convs, config))
 
     def _input_check(self, convs: tuple[Conversation, ...], policy: Policy) -> _Check:
         first = convs[0]
@@ -373,28 +354,28 @@ class GuardedRunnable(RunnableSerializable[Any, Any]):
                 future = executor.submit(self.inner.invoke, input, inner_config, **kwargs)
                 try:
                     verdict = self._check(self._input_check(conv, policy), conv, config)
-                    refused = self._refused(verdict, Stage.INPUT)
+                    text = self._answer(verdict, Stage.INPUT, policy)
                 except BaseException:
                     future.cancel()  # a started sync call cannot be interrupted; its result is discarded
                     raise
-                if refused:
+                if text is not None:
                     future.cancel()
-                    return self._refusal_like(None, policy.refusal, verdict, chunk=False)
+                    return self._refusal_like(None, text, verdict, chunk=False)
                 out = future.result()
             finally:
                 executor.shutdown(wait=False, cancel_futures=True)
         else:
             verdict = self._check(self._input_check(conv, policy), conv, config)
-            if self._refused(verdict, Stage.INPUT):
-                return self._refusal_like(None, policy.refusal, verdict, chunk=False)
+            if (text := self._answer(verdict, Stage.INPUT, policy)) is not None:
+                return self._refusal_like(None, text, verdict, chunk=False)
             out = self.inner.invoke(input, inner_config, **kwargs)
         planned = self._output_check(out, prompt, policy)
         if planned is None:
             return out
         check, out_conv = planned
         verdict = self._check(check, out_conv, config)
-        if self._refused(verdict, check.stage):
-            return self._refusal_like(out, policy.refusal, verdict, chunk=False)
+        if (text := self._answer(verdict, check.stage, policy)) is not None:
+            return self._refusal_like(out, text, verdict, chunk=False)
         return out
 
     async def _ainvoke(
@@ -413,23 +394,23 @@ class GuardedRunnable(RunnableSerializable[Any, Any]):
             task = asyncio.ensure_future(self.inner.ainvoke(input, inner_config, **kwargs))
             try:
                 verdict = await self._acheck(self._input_check(conv, policy), conv, config)
-                if self._refused(verdict, Stage.INPUT):
-                    return self._refusal_like(None, policy.refusal, verdict, chunk=False)
+                if (text := self._answer(verdict, Stage.INPUT, policy)) is not None:
+                    return self._refusal_like(None, text, verdict, chunk=False)
                 out = await task
             finally:
                 await _cancel(task)
         else:
             verdict = await self._acheck(self._input_check(conv, policy), conv, config)
-            if self._refused(verdict, Stage.INPUT):
-                return self._refusal_like(None, policy.refusal, verdict, chunk=False)
+            if (text := self._answer(verdict, Stage.INPUT, policy)) is not None:
+                return self._refusal_like(None, text, verdict, chunk=False)
             out = await self.inner.ainvoke(input, inner_config, **kwargs)
         planned = self._output_check(out, prompt, policy)
         if planned is None:
             return out
         check, out_conv = planned
         verdict = await self._acheck(check, out_conv, config)
-        if self._refused(verdict, check.stage):
-            return self._refusal_like(out, policy.refusal, verdict, chunk=False)
+        if (text := self._answer(verdict, check.stage, policy)) is not None:
+            return self._refusal_like(out, text, verdict, chunk=False)
         return out
 
     # --- streams ---------------------------------------------------------------------------------------------
@@ -442,6 +423,7 @@ class GuardedRunnable(RunnableSerializable[Any, Any]):
             options=self._options(),
             stage=Stage.OUTPUT,
             error_cls=ModelContentBlockedError,
+            decide=self._stream_decision(Stage.OUTPUT, policy),
         )
 
     def _transform(
@@ -464,8 +446,8 @@ class GuardedRunnable(RunnableSerializable[Any, Any]):
                 future = executor.submit(self._check, self._input_check(conv, policy), conv, config)
             elif conv is not None:
                 verdict = self._check(self._input_check(conv, policy), conv, config)
-                if self._refused(verdict, Stage.INPUT):
-                    yield self._refusal_like(None, policy.refusal, verdict, chunk=True)
+                if (text := self._answer(verdict, Stage.INPUT, policy)) is not None:
+                    yield self._refusal_like(None, text, verdict, chunk=True)
                     return
             items: Iterator[Any] = seen.watch(self.inner.stream(value, inner_config, **kwargs))
             check: _Check | None = None
@@ -474,7 +456,7 @@ class GuardedRunnable(RunnableSerializable[Any, Any]):
                 check = _Check(Stage.OUTPUT, policy, {"prompt": prompt, "streamed": True})
                 items = self._reported(sg, check, sg.iter(items, chunk_text), config)
             if future is not None:
-                items = _gate(items, future, policy)
+                items = _gate(items, future, self._stream_decision(Stage.INPUT, policy))
             for item in items:
                 if isinstance(item, StreamRefusal):
                     yield self._refusal_like(seen.chunk, item.text, item.verdict, chunk=True)
@@ -518,8 +500,8 @@ class GuardedRunnable(RunnableSerializable[Any, Any]):
                 task = asyncio.ensure_future(self._acheck(self._input_check(conv, policy), conv, config))
             elif conv is not None:
                 verdict = await self._acheck(self._input_check(conv, policy), conv, config)
-                if self._refused(verdict, Stage.INPUT):
-                    yield self._refusal_like(None, policy.refusal, verdict, chunk=True)
+                if (text := self._answer(verdict, Stage.INPUT, policy)) is not None:
+                    yield self._refusal_like(None, text, verdict, chunk=True)
                     return
             items: AsyncIterator[Any] = seen.awatch(self.inner.astream(value, inner_config, **kwargs))
             if self.check_output:
@@ -527,7 +509,7 @@ class GuardedRunnable(RunnableSerializable[Any, Any]):
                 check = _Check(Stage.OUTPUT, policy, {"prompt": prompt, "streamed": True})
                 items = self._areported(sg, check, sg.aiter(items, chunk_text), config)
             if task is not None:
-                items = _agate(items, task, policy)
+                items = _agate(items, task, self._stream_decision(Stage.INPUT, policy))
             try:
                 async for item in items:
                     if isinstance(item, StreamRefusal):
@@ -621,13 +603,21 @@ async def _acombine(chunks: AsyncIterator[Any]) -> Any:
     return _combine(iter(collected))
 
 
-def _input_decision(verdict: Verdict, policy: Policy) -> StreamRefusal | None:
-    if GuardedRunnable._refused(verdict, Stage.INPUT):
-        return StreamRefusal(policy.refusal, verdict)
-    return None
+def _not_blocks(types: tuple[type[BaseException], ...]) -> tuple[type[BaseException], ...] | Callable[[BaseException], bool]:
+    """``with_retry``'s rule: ``types``, minus policy blocks unless ``types`` names them."""
+    if any(issubclass(t, ContentBlockedError) for t in types):
+        return types
+
+    def retryable(exc: BaseException) -> bool:
+        return isinstance(exc, types) and not isinstance(exc, ContentBlockedError)
+
+    return retryable
 
 
-def _gate(items: Iterator[Any], future: Future[Verdict], policy: Policy) -> Iterator[Any]:
+Decide = Callable[[Verdict], StreamRefusal | None]
+
+
+def _gate(items: Iterator[Any], future: Future[Verdict], decide: Decide) -> Iterator[Any]:
     """Parallel mode, sync: hold everything until the input verdict is in; a block stops the inner stream."""
     buffered: list[Any] = []
     decided = False
@@ -639,7 +629,7 @@ def _gate(items: Iterator[Any], future: Future[Verdict], policy: Policy) -> Iter
             buffered.append(item)
             if not future.done():
                 continue
-            refusal = _input_decision(future.result(), policy)
+            refusal = decide(future.result())
             decided = True
             if refusal is not None:
                 yield refusal
@@ -647,7 +637,7 @@ def _gate(items: Iterator[Any], future: Future[Verdict], policy: Policy) -> Iter
             yield from buffered
             buffered.clear()
         if not decided:
-            refusal = _input_decision(future.result(), policy)
+            refusal = decide(future.result())
             if refusal is not None:
                 yield refusal
                 return
@@ -659,7 +649,7 @@ def _gate(items: Iterator[Any], future: Future[Verdict], policy: Policy) -> Iter
 
 
 async def _agate(
-    items: AsyncIterator[Any], task: asyncio.Task[Verdict], policy: Policy
+    items: AsyncIterator[Any], task: asyncio.Task[Verdict], decide: Decide
 ) -> AsyncIterator[Any]:
     """Parallel mode, async: chunks wait for the input verdict; a block cancels the inner stream at once."""
     source = aiter(items)
@@ -677,7 +667,7 @@ async def _agate(
                 except StopAsyncIteration:
                     exhausted = True
                 pending = None
-        refusal = _input_decision(await task, policy)
+        refusal = decide(await task)
         if refusal is not None:
             yield refusal
             return

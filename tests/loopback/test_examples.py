@@ -30,6 +30,17 @@ CASES = {
         "--- async run",
         "'330 metres.'",
     ],
+    "langchain_conventions.py": [
+        "end      -> I can't help with that request.",
+        "error    -> raised ContentBlockedError at output: ['Violence']",
+        "replace  -> [\"I can't help with that request.\", 'Here is a nice story about a dragon.']",
+        "blocked once, inner model calls: 1",
+        "run NemoGuard:input",
+        "run NemoGuard:output",
+        "fallback on outage only -> (answered by the unguarded fallback)",
+        "(a ContentBlockedError: False)",
+        "agent, guard down -> The assistant is temporarily unavailable.",
+    ],
     "langchain_multimodal.py": [
         "blue image + text -> A calm blue square.",
         "red image only   -> BLOCKED at input",

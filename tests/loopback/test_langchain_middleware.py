@@ -26,6 +26,7 @@ from langchain_nemoguard import (
     TransportOptions,
 )
 from langchain_nemoguard.core.errors import Stage
+from langchain_nemoguard.core.verdict import DEFAULT_OUTAGE_MESSAGE
 from langchain_nemoguard.langchain.events import VERDICT_EVENT
 from langchain_nemoguard.langchain.middleware import MARKER, WITHHELD_INPUT, WITHHELD_TOOL_RESULT
 from langchain_nemoguard.simulator import SimulatorServer
@@ -382,7 +383,8 @@ def test_outage_fails_closed() -> None:
     llm = model(SAFE)
     agent = create_agent(llm, tools=[lookup], middleware=[NemoGuardMiddleware(guard)])
     out = agent.invoke({"messages": [HumanMessage("hello")]})
-    assert out["messages"][-1].content == REFUSAL
+    # the outage message, not the policy's refusal: nothing was judged unsafe
+    assert out["messages"][-1].content == DEFAULT_OUTAGE_MESSAGE
     assert out["messages"][-1].response_metadata[MARKER]["error"] is not None
     assert llm.calls == 0
 

@@ -30,6 +30,7 @@ from langchain_nemoguard import (
     CacheOptions,
     ContentBlockedError,
     GuardedRunnable,
+    GuardUnavailableError,
     ImageOptions,
     NemoGuard,
     Policy,
@@ -579,10 +580,12 @@ def _mock_guard(handler: Any, **kwargs: Any) -> NemoGuard:
 
 def test_outage_fails_closed_and_says_so() -> None:
     guard = _mock_guard(lambda r: httpx.Response(503, text="down"))
-    with pytest.raises(ContentBlockedError) as info:
-        guard.wrap(RunnableLambda(Recorder())).invoke("hello")
-    assert info.value.unavailable
+    inner = Recorder()
+    with pytest.raises(GuardUnavailableError) as info:
+        guard.wrap(RunnableLambda(inner)).invoke("hello")
+    assert not isinstance(info.value, ContentBlockedError)  # an outage is not a policy decision
     assert "guard unavailable" in str(info.value)
+    assert inner.calls == 0
 
 
 def test_outage_fail_open_runs_inner() -> None:
