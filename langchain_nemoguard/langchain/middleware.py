@@ -73,7 +73,7 @@ from .events import (
     dispatch_verdict,
     policy_for_run,
 )
-from .messages import assistant_text, core_message, last_user_text, message_role, tool_result_text
+from .messages import assistant_text, core_message, last_user_text, message_role, plain_value, tool_result_text
 
 MARKER = "nemoguard"
 """``response_metadata`` key on messages the guard judged or wrote (informational: never trusted as memory)."""
@@ -718,19 +718,8 @@ def _output_text(message: AIMessage, structured: Any, coverage: CoverageOptions)
     if coverage.check_reasoning:
         parts.append(m.reasoning)
     if structured is not None:
-        parts.append(serialise(_plain(structured)))
+        parts.append(serialise(plain_value(structured)))
     return "\n".join(p for p in parts if p)
-
-
-def _plain(value: Any) -> Any:
-    dump = getattr(value, "model_dump", None)
-    if callable(dump):
-        return dump()
-    if hasattr(value, "__dataclass_fields__"):
-        import dataclasses
-
-        return dataclasses.asdict(value)
-    return value
 
 
 def _meta(verdict: Verdict) -> dict[str, Any]:

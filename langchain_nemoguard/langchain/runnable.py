@@ -27,7 +27,7 @@ import contextlib
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from langchain_core.callbacks import (
     AsyncCallbackManagerForChainRun,
@@ -65,6 +65,13 @@ from .events import (
 )
 from .messages import OUTPUT_KEYS, chunk_text, conversation_from_input, input_conversations_from, output_text
 
+if TYPE_CHECKING:
+    from .chat_model import GuardedChatModel
+
+
+Input = TypeVar("Input")
+Output = TypeVar("Output")
+
 
 @dataclass(slots=True)
 class _Check:
@@ -97,8 +104,11 @@ class _Check:
         return out
 
 
-class GuardedRunnable(RunnableSerializable[Any, Any]):
+class GuardedRunnable(RunnableSerializable[Input, Output]):
     """A runnable whose input and output are checked by a :class:`NemoGuard` (``guard.wrap(runnable)``).
+
+    Generic in the inner runnable's input and output: ``guard.wrap(chain)`` of a ``Runnable[str, str]`` is a
+    ``GuardedRunnable[str, str]`` (a refusal keeps the output's shape). Unknown settings are refused.
 
     A block raises :class:`langchain_nemoguard.ContentBlockedError`; a ``rewrite`` answers with the refusal in
     the shape of the inner runnable's output.
@@ -118,10 +128,10 @@ class GuardedRunnable(RunnableSerializable[Any, Any]):
         input_key: Where the user turn is in a dict input when it is not ``messages`` or a usual key.
     """
 
-    model_config = ConfigDict(arbitrary_types_allowed=True, populate_by_name=True)
+    model_config = ConfigDict(arbitrary_types_allowed=True, populate_by_name=True, extra="forbid")
 
     guard: NemoGuard
-    inner: Runnable[Any, Any]
+    inner: Runnable[Input, Output]
     check_input: bool = True
     check_output: bool = True
     policy: Policy | str | None = None
@@ -147,6 +157,21 @@ class GuardedRunnable(RunnableSerializable[Any, Any]):
             return RunnableLambda(value)
         raise TypeError(f"inner must be a Runnable or a callable, got {type(value).__name__}")
 
+    @classmethod
+    def for_runnable(
+        cls, runnable: Any, *, input_key: str | None = None, **settings: Any
+    ) -> GuardedRunnable[Any, Any] | GuardedChatModel:
+        """What ``guard.wrap`` builds: a ``GuardedChatModel`` for a chat model, else a ``GuardedRunnable``."""
+        from langchain_core.language_models import BaseChatModel
+
+        if isinstance(runnable, BaseChatModel):
+            from .chat_model import GuardedChatModel
+
+            if input_key is not None:
+                raise TypeError("input_key does not apply to a chat model: its input is messages")
+            return GuardedChatModel(inner=runnable, **settings)
+        return cls(inner=runnable, input_key=input_key, **settings)
+
     # --- Runnable surface ------------------------------------------------------------------------------------
 
     @property
@@ -169,32 +194,32 @@ class GuardedRunnable(RunnableSerializable[Any, Any]):
         )
         return [*self.inner.config_specs, own]
 
-    def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
-        return self._call_with_config(self._invoke, input, config, **kwargs)
+    def invoke(self, input: Input, config: RunnableConfig | None = None, **kwargs: Any) -> Output:
+        return cast("Output", self._call_with_config(self._invoke, input, config, **kwargs))
 
-    async def ainvoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
-        return await self._acall_with_config(self._ainvoke, input, config, **kwargs)
+    async def ainvoke(self, input: Input, config: RunnableConfig | None = None, **kwargs: Any) -> Output:
+        return cast("Output", await self._acall_with_config(self._ainvoke, input, config, **kwargs))
 
-    def stream(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Iterator[Any]:
+    def stream(self, input: Input, config: RunnableConfig | None = None, **kwargs: Any) -> Iterator[Output]:
         yield from self.transform(iter([input]), config, **kwargs)
 
     async def astream(
-        self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
-    ) -> AsyncIterator[Any]:
-        async def one() -> AsyncIterator[Any]:
+        self, input: Input, config: RunnableConfig | None = None, **kwargs: Any
+    ) -> AsyncIterator[Output]:
+        async def one() -> AsyncIterator[Input]:
             yield input
 
         async for chunk in self.atransform(one(), config, **kwargs):
             yield chunk
 
     def transform(
-        self, input: Iterator[Any], config: RunnableConfig | None = None, **kwargs: Any
-    ) -> Iterator[Any]:
+        self, input: Iterator[Input], config: RunnableConfig | None = None, **kwargs: Any
+    ) -> Iterator[Output]:
         yield from self._transform_stream_with_config(input, self._transform, config, **kwargs)
 
     async def atransform(
-        self, input: AsyncIterator[Any], config: RunnableConfig | None = None, **kwargs: Any
-    ) -> AsyncIterator[Any]:
+        self, input: AsyncIterator[Input], config: RunnableConfig | None = None, **kwargs: Any
+    ) -> AsyncIterator[Output]:
         async for chunk in self._atransform_stream_with_config(input, self._atransform, config, **kwargs):
             yield chunk
 
