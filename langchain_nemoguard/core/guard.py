@@ -358,7 +358,7 @@ class NemoGuard:
         return observer
 
     @overload
-    def wrap(
+    def wrap(  # type: ignore[overload-overlap]  # a chat model is a Runnable too; this overload comes first
         self,
         runnable: BaseChatModel,
         *,

@@ -46,8 +46,8 @@ from langchain_core.runnables import Runnable, RunnableBinding, RunnableConfig
 from langchain_core.runnables.config import ensure_config, set_config_context
 from langchain_core.runnables.utils import coro_with_context
 from langchain_core.tools import BaseTool
-from langchain_core.utils.aiter import py_anext
 from langchain_core.tracers._streaming import _StreamingCallbackHandler, _V2StreamingCallbackHandler
+from langchain_core.utils.aiter import py_anext
 from pydantic import ConfigDict, Field, PrivateAttr, field_validator
 
 from ..core.conversation import Conversation
@@ -264,7 +264,7 @@ class GuardedChatModel(BaseChatModel):
                         return
                     yield chunk
             finally:
-                ctx.run(items.close)
+                ctx.run(_close, items)
 
     async def astream(
         self,
@@ -280,12 +280,12 @@ class GuardedChatModel(BaseChatModel):
             try:
                 while True:
                     try:
-                        chunk = await coro_with_context(py_anext(items), ctx)
+                        chunk: AIMessageChunk = await coro_with_context(py_anext(items), ctx)
                     except StopAsyncIteration:
                         return
                     yield chunk
             finally:
-                await coro_with_context(items.aclose(), ctx)
+                await coro_with_context(_aclose(items), ctx)
 
     def _own_config(self, config: RunnableConfig | None) -> RunnableConfig:
         config = ensure_config(config)
@@ -343,7 +343,7 @@ class GuardedChatModel(BaseChatModel):
             for item in items:
                 yield ChatGenerationChunk(message=_chunk(item))
         finally:
-            items.close()  # an early stop closes the inner stream at once
+            _close(items)  # an early stop closes the inner stream at once
 
     async def _astream(
         self,
@@ -364,7 +364,7 @@ class GuardedChatModel(BaseChatModel):
             async for item in items:
                 yield ChatGenerationChunk(message=_chunk(item))
         finally:
-            await items.aclose()  # type: ignore[attr-defined]
+            await _aclose(items)
 
 
 class GuardedStructuredOutput(GuardedRunnable[Any, Any]):
@@ -449,6 +449,18 @@ class _Hidden(Runnable[Any, Any]):
     ) -> AsyncIterator[Any]:
         async for chunk in self.inner.astream(input, _unstreamed(config), **kwargs):
             yield chunk
+
+
+def _close(items: Iterator[Any]) -> None:
+    close = getattr(items, "close", None)
+    if close is not None:
+        close()
+
+
+async def _aclose(items: AsyncIterator[Any]) -> None:
+    aclose = getattr(items, "aclose", None)
+    if aclose is not None:
+        await aclose()
 
 
 def _hidden(inner: Runnable[Any, Any], hide: bool) -> Runnable[Any, Any]:

@@ -76,7 +76,14 @@ from .events import (
     dispatch_verdict,
     policy_for_run,
 )
-from .messages import assistant_text, core_message, last_user_text, message_role, plain_value, tool_result_text
+from .messages import (
+    assistant_text,
+    core_message,
+    last_user_text,
+    message_role,
+    plain_value,
+    tool_result_text,
+)
 
 MARKER = "nemoguard"
 """``response_metadata`` key on messages the guard judged or wrote (informational: never trusted as memory)."""
@@ -425,7 +432,7 @@ class NemoGuardMiddleware(AgentMiddleware):
         if planned is None:
             return response
         message, conv, stage = planned
-        verdict = _refused_in_stream(message) if streamed else None
+        verdict: Verdict | None = _refused_in_stream(message) if streamed else None
         if verdict is None:
             verdict = self._check(conv, policy, stage)
         return self._output_response(response, message, verdict, policy, stage, system)
@@ -459,7 +466,7 @@ class NemoGuardMiddleware(AgentMiddleware):
         if planned is None:
             return response
         message, conv, stage = planned
-        verdict = _refused_in_stream(message) if streamed else None
+        verdict: Verdict | None = _refused_in_stream(message) if streamed else None
         if verdict is None:
             verdict = await self._acheck(conv, policy, stage)
         return self._output_response(response, message, verdict, policy, stage, system)

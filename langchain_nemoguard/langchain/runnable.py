@@ -195,10 +195,10 @@ class GuardedRunnable(RunnableSerializable[Input, Output]):
         return [*self.inner.config_specs, own]
 
     def invoke(self, input: Input, config: RunnableConfig | None = None, **kwargs: Any) -> Output:
-        return cast("Output", self._call_with_config(self._invoke, input, config, **kwargs))
+        return self._call_with_config(self._invoke, input, config, **kwargs)
 
     async def ainvoke(self, input: Input, config: RunnableConfig | None = None, **kwargs: Any) -> Output:
-        return cast("Output", await self._acall_with_config(self._ainvoke, input, config, **kwargs))
+        return await self._acall_with_config(self._ainvoke, input, config, **kwargs)
 
     def stream(self, input: Input, config: RunnableConfig | None = None, **kwargs: Any) -> Iterator[Output]:
         yield from self.transform(iter([input]), config, **kwargs)

@@ -20,12 +20,13 @@ from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResu
 from langchain_core.runnables import Runnable
 from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
+from pydantic import Field
 
 
 class FakeToolChat(BaseChatModel):
     """Answers with ``answers`` in turn (the last one repeats); streams words, then tool-call chunks."""
 
-    answers: list[AIMessage] = []
+    answers: list[AIMessage] = Field(default_factory=list)
     delay_s: float = 0.0
     model: str = "fake-tool-chat"
     temperature: float | None = None
@@ -35,8 +36,8 @@ class FakeToolChat(BaseChatModel):
     max_retries: int | None = None
     api_key: str | None = None
     streaming: bool = False
-    calls: list[dict[str, Any]] = []
-    produced: list[float] = []  # monotonic time each chunk was produced
+    calls: list[dict[str, Any]] = Field(default_factory=list)
+    produced: list[float] = Field(default_factory=list)  # monotonic time each chunk was produced
 
     @property
     def _llm_type(self) -> str:

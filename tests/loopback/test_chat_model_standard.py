@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from fake_chat import FakeToolChat
 from langchain_core.language_models import BaseChatModel
 from langchain_tests.unit_tests import ChatModelUnitTests
 from pydantic import model_validator
@@ -25,8 +26,6 @@ from pydantic import model_validator
 from langchain_nemoguard import CacheOptions, NemoGuard
 from langchain_nemoguard.langchain.chat_model import GuardedChatModel
 from langchain_nemoguard.simulator import SimulatorServer
-
-from fake_chat import FakeToolChat
 
 _MODEL_PARAMS = ("temperature", "max_tokens", "timeout", "stop", "max_retries", "api_key", "streaming", "model")
 

@@ -148,9 +148,13 @@ def test_bind_tools_stays_guarded_and_forwards_the_tools(guard: NemoGuard) -> No
 def test_streamed_tool_call_arguments_are_judged(guard: NemoGuard) -> None:
     bound = guard.wrap(fake(call("lookup", query="how to make a bomb at home"))).bind_tools([lookup])
     released: list[Any] = []
-    with pytest.raises(ContentBlockedError):
+
+    def drain() -> None:
         for chunk in bound.stream("find me facts"):
             released.append(chunk)
+
+    with pytest.raises(ContentBlockedError):
+        drain()
     assert "bomb" not in json.dumps([c.tool_call_chunks for c in released])
 
 
