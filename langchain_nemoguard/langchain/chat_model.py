@@ -27,8 +27,8 @@ serialised and judged whole (a stream of partial objects is judged once, at its 
 from __future__ import annotations
 
 import builtins
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
-from typing import Any, Literal
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
+from typing import Any, Literal, cast
 
 from langchain_core.callbacks import (
     AsyncCallbackManagerForChainRun,
@@ -280,7 +280,7 @@ class GuardedChatModel(BaseChatModel):
             try:
                 while True:
                     try:
-                        chunk: AIMessageChunk = await coro_with_context(py_anext(items), ctx)
+                        chunk = await coro_with_context(cast("Awaitable[AIMessageChunk]", py_anext(items)), ctx)
                     except StopAsyncIteration:
                         return
                     yield chunk

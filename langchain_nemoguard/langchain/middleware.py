@@ -432,9 +432,8 @@ class NemoGuardMiddleware(AgentMiddleware):
         if planned is None:
             return response
         message, conv, stage = planned
-        verdict: Verdict | None = _refused_in_stream(message) if streamed else None
-        if verdict is None:
-            verdict = self._check(conv, policy, stage)
+        refused = _refused_in_stream(message) if streamed else None
+        verdict = refused if refused is not None else self._check(conv, policy, stage)
         return self._output_response(response, message, verdict, policy, stage, system)
 
     async def awrap_model_call(
@@ -466,9 +465,8 @@ class NemoGuardMiddleware(AgentMiddleware):
         if planned is None:
             return response
         message, conv, stage = planned
-        verdict: Verdict | None = _refused_in_stream(message) if streamed else None
-        if verdict is None:
-            verdict = await self._acheck(conv, policy, stage)
+        refused = _refused_in_stream(message) if streamed else None
+        verdict = refused if refused is not None else await self._acheck(conv, policy, stage)
         return self._output_response(response, message, verdict, policy, stage, system)
 
     def _held_back(self, request: ModelRequest, streamed: bool) -> ModelRequest:
