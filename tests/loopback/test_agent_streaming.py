@@ -123,3 +123,27 @@ def test_an_unsafe_tool_call_never_streams(guard: NemoGuard) -> None:
     assert "bomb" not in str([getattr(m, "tool_call_chunks", None) for m in items])
     assert "bomb" not in str([getattr(m, "tool_calls", None) for m in items])
     assert items[-1].content == REFUSAL
+
+
+class Down(FakeToolChat):
+    def _stream(self, *args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("primary model down")
+
+    def _generate(self, *args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("primary model down")
+
+
+@pytest.mark.parametrize("answer", [LONG_SAFE, UNSAFE])
+def test_a_fallback_model_swapped_in_by_inner_middleware_never_streams_raw(guard: NemoGuard, answer: str) -> None:
+    """ModelFallbackMiddleware inside the guard replaces the (guarded) model with its own: that model runs under
+    the nostream tag and stream=False, so its answer arrives whole, judged, and unsafe text never streams."""
+    from langchain.agents.middleware import ModelFallbackMiddleware
+
+    backup = slow(answer)
+    agent = create_agent(
+        Down(), tools=[lookup], middleware=[NemoGuardMiddleware(guard), ModelFallbackMiddleware(backup)]
+    )
+    items = [m for m, _ in agent.stream({"messages": [HumanMessage("Tell me about Paris")]}, stream_mode="messages")]
+    ai = [m for m in items if isinstance(m, AIMessage)]
+    assert "bomb" not in "".join(str(m.content) for m in ai)
+    assert [m.content for m in ai] == ([LONG_SAFE] if answer == LONG_SAFE else [REFUSAL])
