@@ -38,6 +38,7 @@ from langchain_core.callbacks import (
     CallbackManagerForChainRun,
     CallbackManagerForLLMRun,
 )
+from langchain_core.caches import BaseCache
 from langchain_core.language_models import BaseChatModel, LanguageModelInput
 from langchain_core.language_models.base import LangSmithParams
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
@@ -88,6 +89,8 @@ class GuardedChatModel(BaseChatModel):
         stream_options: Hold-back windows for streamed output (alias ``stream``; default: the guard's).
         exit_behavior: What a block does (``"end"`` | ``"error"`` | ``"replace"``), as for
             :class:`GuardedRunnable` (None: the policy's actions decide).
+        cache: LangChain's model cache for the *guarded* answer: off (False) by default, because a cached
+            answer would skip the checks of this call (its policy may differ); the inner model may cache.
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True, populate_by_name=True, extra="forbid")
@@ -102,6 +105,7 @@ class GuardedChatModel(BaseChatModel):
     parallel: bool = False
     stream_options: StreamOptions | None = Field(default=None, alias="stream")
     exit_behavior: ExitBehavior | None = None
+    cache: BaseCache | bool | None = False
 
     # Set only by NemoGuardMiddleware: the agent's model call comes with ``stream=False`` and a ``nostream``
     # tag (so that any *other* model a nested middleware swaps in stays silent); this guarded model ignores
@@ -191,8 +195,7 @@ class GuardedChatModel(BaseChatModel):
             **kwargs: The inner model's options (``method``, ``strict``, ...).
         """
         structured = self.inner.with_structured_output(schema, include_raw=include_raw, **kwargs)
-        settings = {k: v for k, v in self._settings().items() if k != "parallel"}
-        return GuardedStructuredOutput(inner=_hidden(structured, self._hides()), **settings)
+        return GuardedStructuredOutput(inner=_hidden(structured, self._hides()), **self._settings())
 
     def _rebind(self, bound: Runnable[Any, Any]) -> Runnable[Any, Any]:
         """``bound`` (the inner model with settings) as the same settings on this guarded model."""

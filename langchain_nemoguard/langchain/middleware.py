@@ -64,7 +64,7 @@ from langgraph.types import Command
 
 from ..core.conversation import Conversation
 from ..core.coverage import Check, CoverageOptions, Message, ToolCall, input_checks, serialise
-from ..core.errors import ContentBlockedError, Stage
+from ..core.errors import ContentBlockedError, GuardUnavailableError, Stage
 from ..core.guard import NemoGuard
 from ..core.policy import Policy
 from ..core.verdict import Action, Outcome, Verdict
@@ -426,7 +426,7 @@ class NemoGuardMiddleware(AgentMiddleware):
         with _nostream(self.hold_back_tokens):
             try:
                 response = handler(self._held_back(request, streamed))
-            except ContentBlockedError as exc:
+            except (ContentBlockedError, GuardUnavailableError) as exc:
                 return self._streamed_block(exc, streamed, policy, system)
         planned = self._planned_output(response, request)
         if planned is None:
@@ -459,7 +459,7 @@ class NemoGuardMiddleware(AgentMiddleware):
         with _nostream(self.hold_back_tokens):
             try:
                 response = await handler(self._held_back(request, streamed))
-            except ContentBlockedError as exc:
+            except (ContentBlockedError, GuardUnavailableError) as exc:
                 return self._streamed_block(exc, streamed, policy, system)
         planned = self._planned_output(response, request)
         if planned is None:
@@ -511,12 +511,17 @@ class NemoGuardMiddleware(AgentMiddleware):
         return guarded
 
     def _streamed_block(
-        self, exc: ContentBlockedError, streamed: bool, policy: Policy, system: Conversation | None
+        self, exc: Exception, streamed: bool, policy: Policy, system: Conversation | None
     ) -> ModelResponse | AIMessage | ExtendedModelResponse:
-        """A block the guarded model raised mid-stream: raised on (``raise_on_block``), else the refusal."""
-        if not streamed or self.raise_on_block or exc.stage not in (Stage.OUTPUT, Stage.TOOL_CALL):
+        """A block the guarded model raised mid-stream (a policy block, or an outage that carries its verdict):
+        raised on under ``raise_on_block``, else the refusal - what the same verdict does without streaming."""
+        verdict = getattr(exc, "verdict", None)
+        stage = getattr(exc, "stage", Stage.OUTPUT)
+        if not streamed or self.raise_on_block or not isinstance(verdict, Verdict):
             raise exc
-        refusal = _refusal(policy, exc.verdict)
+        if stage not in (Stage.OUTPUT, Stage.TOOL_CALL):
+            raise exc
+        refusal = _refusal(policy, verdict)
         keys = [_key(refusal)]
         if system is not None:
             keys.append(_system_key(system.prompt))

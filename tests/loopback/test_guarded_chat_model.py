@@ -196,3 +196,18 @@ async def test_create_agent_with_a_guarded_model_blocks_an_unsafe_tool_call(guar
     agent = create_agent(model=guard.wrap(inner), tools=[lookup])
     with pytest.raises(ContentBlockedError):
         await agent.ainvoke({"messages": [HumanMessage("find me facts")]})
+
+
+def test_a_global_model_cache_never_skips_the_checks(guard: NemoGuard, nemoguard_simulator: SimulatorServer) -> None:
+    from langchain_core.caches import InMemoryCache
+    from langchain_core.globals import set_llm_cache
+
+    set_llm_cache(InMemoryCache())
+    try:
+        guarded = guard.wrap(fake(SAFE))
+        assert guarded.invoke("capital?").content == SAFE
+        before = len(nemoguard_simulator.requests())
+        assert guarded.invoke("capital?").content == SAFE
+        assert len(nemoguard_simulator.requests()) == before + 2  # input and output judged again
+    finally:
+        set_llm_cache(None)
