@@ -211,3 +211,11 @@ def test_a_global_model_cache_never_skips_the_checks(guard: NemoGuard, nemoguard
         assert len(nemoguard_simulator.requests()) == before + 2  # input and output judged again
     finally:
         set_llm_cache(None)
+
+
+async def test_async_stream_events_v3_streams_judged_text(guard: NemoGuard) -> None:
+    guarded = guard.wrap(fake(SAFE + " " + UNSAFE), stream=SMALL, action="rewrite")
+    stream = await guarded.astream_events("a story", version="v3")
+    text = "".join([t async for t in stream.text])
+    assert "bomb" not in text
+    assert text.endswith(REFUSAL)
