@@ -147,3 +147,27 @@ def test_a_fallback_model_swapped_in_by_inner_middleware_never_streams_raw(guard
     ai = [m for m in items if isinstance(m, AIMessage)]
     assert "bomb" not in "".join(str(m.content) for m in ai)
     assert [m.content for m in ai] == ([LONG_SAFE] if answer == LONG_SAFE else [REFUSAL])
+
+
+def test_an_outage_mid_stream_ends_with_the_fail_closed_refusal(nemoguard_simulator: SimulatorServer) -> None:
+    """The guard fails on the first window (fail closed): nothing is emitted but the refusal, whose metadata
+    says the guard was unavailable - what the same outage does without streaming."""
+    from langchain_nemoguard.langchain.middleware import MARKER
+
+    guard = NemoGuard(
+        base_url=nemoguard_simulator.base_url,
+        cache=CacheOptions(size=0),
+        stream=WINDOWS,
+        max_retries=0,
+    )
+    nemoguard_simulator.force(*[{"fault": "503"}] * 20, match="Paris")
+    agent = create_agent(slow(LONG_SAFE), tools=[lookup], middleware=[NemoGuardMiddleware(guard, check_input=False)])
+    final: dict[str, Any] = {}
+    emitted: list[BaseMessage] = []
+    for mode, data in agent.stream({"messages": [HumanMessage("Paris?")]}, stream_mode=["messages", "values"]):
+        if mode == "messages":
+            emitted.append(data[0])
+        else:
+            final = data
+    assert [m.content for m in emitted if isinstance(m, AIMessage)] == [REFUSAL]
+    assert final["messages"][-1].response_metadata[MARKER]["error"] is not None
