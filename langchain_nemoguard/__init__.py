@@ -3,7 +3,7 @@
 What users import lives here (``__all__``, pinned by ``tests/unit/test_architecture.py``); everything else is
 reachable from its module (``langchain_nemoguard.core.windows.split_windows``, ...). Names load on first use,
 so ``import langchain_nemoguard`` costs nothing until one is touched. The LangChain pieces
-(``GuardedRunnable``, ``NemoGuardMiddleware``) need ``pip install 'langchain-nemoguard[langchain]'``.
+(``GuardedRunnable``, ``GuardedChatModel``, ``NemoGuardMiddleware``) need ``pip install 'langchain-nemoguard[langchain]'``.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from .core.policy import Policy, PolicySet
     from .core.verdict import Action, Outcome, Verdict
     from .core.windows import StreamOptions, WindowOptions
+    from .langchain.chat_model import GuardedChatModel
     from .langchain.middleware import NemoGuardMiddleware
     from .langchain.runnable import GuardedRunnable
 
@@ -67,6 +68,7 @@ _WHERE = MappingProxyType(
         "ErrorCode": "core.errors",
         # LangChain
         "GuardedRunnable": "langchain.runnable",
+        "GuardedChatModel": "langchain.chat_model",
         "NemoGuardMiddleware": "langchain.middleware",
     }
 )
@@ -96,6 +98,7 @@ __all__ = [
     "CoverageOptions",
     "ErrorCode",
     "GuardUnavailableError",
+    "GuardedChatModel",
     "GuardedRunnable",
     "ImageOptions",
     "InvalidInputError",

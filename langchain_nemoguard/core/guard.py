@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from .budget import MAX_SPLITS, check_input, is_length_refusal, merge_calls, split_call
 from .cache import VerdictCache, verdict_key
@@ -48,8 +48,18 @@ from .simulator_mark import answered_by_simulator
 from .telemetry import CheckInfo, CheckRecord, GuardObserver, Telemetry
 from .think import ThinkAuditor, ThinkJob
 from .transport import RetryPolicy, Transport
-from .verdict import Action, Verdict
+from .verdict import Action, ExitBehavior, Verdict
 from .windows import StreamOptions, WindowOptions
+
+if TYPE_CHECKING:  # types only: the core imports no framework at run time
+    from langchain_core.language_models import BaseChatModel
+    from langchain_core.runnables import Runnable
+
+    from ..langchain.chat_model import GuardedChatModel
+    from ..langchain.runnable import GuardedRunnable
+
+_In = TypeVar("_In")
+_Out = TypeVar("_Out")
 
 logger = logging.getLogger("langchain_nemoguard")
 
@@ -346,18 +356,106 @@ class NemoGuard:
         self._telemetry.add(observer)
         return observer
 
-    def wrap(self, runnable: Any, **kwargs: Any) -> Any:
-        """A LangChain Runnable that checks ``runnable``'s input and output (``pip install ...[langchain]``).
+    @overload
+    def wrap(  # type: ignore[overload-overlap]  # a chat model is a Runnable too; this overload comes first
+        self,
+        runnable: BaseChatModel,
+        *,
+        policy: Policy | str | None = None,
+        action: Action | str | None = None,
+        refusal: str | None = None,
+        parallel: bool = False,
+        stream: StreamOptions | Mapping[str, Any] | None = None,
+        check_input: bool = True,
+        check_output: bool = True,
+        input_key: None = None,
+        exit_behavior: ExitBehavior | None = None,
+        outage_message: str | None = None,
+        name: str | None = None,
+    ) -> GuardedChatModel: ...
+
+    @overload
+    def wrap(
+        self,
+        runnable: Runnable[_In, _Out] | Callable[[_In], _Out],
+        *,
+        policy: Policy | str | None = None,
+        action: Action | str | None = None,
+        refusal: str | None = None,
+        parallel: bool = False,
+        stream: StreamOptions | Mapping[str, Any] | None = None,
+        check_input: bool = True,
+        check_output: bool = True,
+        input_key: str | None = None,
+        exit_behavior: ExitBehavior | None = None,
+        outage_message: str | None = None,
+        name: str | None = None,
+    ) -> GuardedRunnable[_In, _Out]: ...
+
+    def wrap(
+        self,
+        runnable: Runnable[_In, _Out] | Callable[[_In], _Out],
+        *,
+        policy: Policy | str | None = None,
+        action: Action | str | None = None,
+        refusal: str | None = None,
+        parallel: bool = False,
+        stream: StreamOptions | Mapping[str, Any] | None = None,
+        check_input: bool = True,
+        check_output: bool = True,
+        input_key: str | None = None,
+        exit_behavior: ExitBehavior | None = None,
+        outage_message: str | None = None,
+        name: str | None = None,
+    ) -> GuardedRunnable[_In, _Out] | GuardedChatModel:
+        """``runnable`` with its input and output checked (``pip install 'langchain-nemoguard[langchain]'``).
+
+        A chat model (``BaseChatModel``) gives a :class:`~langchain_nemoguard.langchain.chat_model.GuardedChatModel`,
+        still a chat model (``bind_tools``, ``with_structured_output``, agents); anything else gives a
+        :class:`~langchain_nemoguard.GuardedRunnable` with the same input and output types. An unknown keyword
+        raises ``TypeError``.
 
         Args:
-            runnable: Any LangChain runnable (or a callable, wrapped in ``RunnableLambda``).
-            **kwargs: ``GuardedRunnable`` settings: ``policy``, ``action``, ``refusal``, ``parallel``,
-                ``stream``, ``check_input``, ``check_output``, ``input_key``.
+            runnable: A LangChain runnable or chat model (a callable is wrapped in ``RunnableLambda``).
+            policy: A ``Policy`` or a name from this guard's policy set (a call may pick another with
+                ``configurable={"nemoguard_policy": name}``); None: the default policy.
+            action: One action (``"block"``, ``"rewrite"``, ``"log"``) for every unsafe verdict, instead of the
+                policy's per-category map.
+            refusal: The text a ``rewrite`` answers with (default: the policy's).
+            parallel: Run the input check beside the runnable; its output is released only after an allowing
+                verdict (a block cancels it).
+            stream: Hold-back windows for streamed output (``StreamOptions`` or its fields as a dict; default:
+                this guard's ``stream`` options).
+            check_input: Check the input before the runnable runs.
+            check_output: Check the output (text and tool-call arguments), streamed window by window.
+            input_key: Where the user turn is in a dict input, when it is not ``messages`` or a usual key (not
+                for chat models, whose input is messages).
+            exit_behavior: What a block does, as LangChain's moderation middleware spells it: ``"end"``,
+                ``"error"`` or ``"replace"`` (None: the policy's actions decide).
+            outage_message: What a call answers with when the guard gave no verdict and the exit is not
+                ``"error"`` (default: "The assistant is temporarily unavailable..."; never the policy's refusal).
+            name: The run name in traces (default: the class name).
         """
         # The one import above the core: declared, lazy, and tested (tests/unit/test_architecture.py).
         from ..langchain.runnable import GuardedRunnable
 
-        return GuardedRunnable(guard=self, inner=runnable, **kwargs)
+        settings: dict[str, Any] = {
+            "guard": self,
+            "policy": policy,
+            "action": action,
+            "refusal": refusal,
+            "parallel": parallel,
+            "stream": stream,
+            "check_input": check_input,
+            "check_output": check_output,
+        }
+        if exit_behavior is not None:
+            settings["exit_behavior"] = exit_behavior
+        if outage_message is not None:
+            settings["outage_message"] = outage_message
+        if name is not None:
+            settings["name"] = name
+        return GuardedRunnable.for_runnable(runnable, input_key=input_key, **settings)
 
     def stats(self) -> dict[str, Any]:
         """Counters for dashboards and tests: checks, unsafe, errors, fail-open, calls, cache, endpoints."""

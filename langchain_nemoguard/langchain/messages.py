@@ -19,6 +19,7 @@ same way:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -305,6 +306,16 @@ def output_text(value: Any) -> str:
     return ""
 
 
+def plain_value(value: Any) -> Any:
+    """A structured output as plain data for serialising: pydantic models dumped, dataclasses as dicts."""
+    dump = getattr(value, "model_dump", None)
+    if callable(dump):
+        return dump()
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    return value
+
+
 def tool_result_text(message: ToolMessage) -> str:
     """A tool result's text (string content or text blocks)."""
     if isinstance(message.content, str):
@@ -342,6 +353,7 @@ __all__ = [
     "message_role",
     "message_text",
     "output_text",
+    "plain_value",
     "to_messages",
     "tool_calls_text",
     "tool_result_text",

@@ -59,15 +59,18 @@ from langchain.agents.middleware import (
     hook_config,
 )
 from langchain.agents.middleware.types import PrivateStateAttr
+from langchain_core.callbacks import BaseCallbackManager
+from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
 from langchain_core.runnables import RunnableConfig
 from langchain_core.runnables.config import var_child_runnable_config
+from langchain_core.tracers._streaming import _StreamingCallbackHandler, _V2StreamingCallbackHandler
 from langgraph.runtime import Runtime
 from langgraph.types import Command
 
 from ..core.conversation import Conversation
 from ..core.coverage import Check, CoverageOptions, Message, ToolCall, input_checks, serialise
-from ..core.errors import ErrorCode, Stage
+from ..core.errors import ContentBlockedError, ErrorCode, GuardUnavailableError, Stage
 from ..core.guard import NemoGuard
 from ..core.policy import Policy
 from ..core.verdict import (
@@ -89,7 +92,14 @@ from .events import (
     policy_for_run,
     verdict_event,
 )
-from .messages import assistant_text, core_message, last_user_text, message_role, tool_result_text
+from .messages import (
+    assistant_text,
+    core_message,
+    last_user_text,
+    message_role,
+    plain_value,
+    tool_result_text,
+)
 from .tracing import CheckRun, atraced_check, traced_check
 
 MARKER = "nemoguard"
@@ -465,13 +475,18 @@ class NemoGuardMiddleware(AgentMiddleware):
                 return ModelResponse(result=[_refusal(settlement.text, verdict)])
         if not self.check_output:
             return handler(request)
+        streamed = self._streams_judged(request)
         with _nostream(self.hold_back_tokens):
-            response = handler(self._held_back(request))
+            try:
+                response = handler(self._held_back(request, streamed))
+            except (ContentBlockedError, GuardUnavailableError) as exc:
+                return self._streamed_block(exc, streamed, policy, system)
         planned = self._planned_output(response, request)
         if planned is None:
             return response
         message, conv, stage = planned
-        verdict = self._check(conv, policy, stage)
+        refused = _refused_in_stream(message) if streamed else None
+        verdict = refused if refused is not None else self._check(conv, policy, stage)
         return self._output_response(response, message, verdict, policy, stage, system)
 
     async def awrap_model_call(
@@ -493,21 +508,79 @@ class NemoGuardMiddleware(AgentMiddleware):
                 return ModelResponse(result=[_refusal(settlement.text, verdict)])
         if not self.check_output:
             return await handler(request)
+        streamed = self._streams_judged(request)
         with _nostream(self.hold_back_tokens):
-            response = await handler(self._held_back(request))
+            try:
+                response = await handler(self._held_back(request, streamed))
+            except (ContentBlockedError, GuardUnavailableError) as exc:
+                return self._streamed_block(exc, streamed, policy, system)
         planned = self._planned_output(response, request)
         if planned is None:
             return response
         message, conv, stage = planned
-        verdict = await self._acheck(conv, policy, stage)
+        refused = _refused_in_stream(message) if streamed else None
+        verdict = refused if refused is not None else await self._acheck(conv, policy, stage)
         return self._output_response(response, message, verdict, policy, stage, system)
 
-    def _held_back(self, request: ModelRequest) -> ModelRequest:
+    def _held_back(self, request: ModelRequest, streamed: bool) -> ModelRequest:
         """The request with the model call's streaming turned off (``stream=False``, the opt-out every chat
-        model honours), so no unjudged token reaches a streaming callback such as ``astream_events``."""
-        if not self.hold_back_tokens or "stream" in request.model_settings:
+        model honours), so no unjudged token reaches a streaming callback such as ``astream_events``.
+
+        When a reader streams the run (``streamed``), the model is also replaced by a guarded chat model that
+        judges its output window by window and streams only judged chunks: its own run ignores the
+        ``nostream`` tag and ``stream=False`` (they still silence any other model a nested middleware swaps
+        in), and the inner model's run stays hidden from stream consumers."""
+        if not self.hold_back_tokens:
             return request
-        return request.override(model_settings={**request.model_settings, "stream": False})
+        changes: dict[str, Any] = {}
+        if "stream" not in request.model_settings:
+            changes["model_settings"] = {**request.model_settings, "stream": False}
+        if streamed:
+            changes["model"] = self._judging_model(request.model)
+        return request.override(**changes) if changes else request
+
+    def _streams_judged(self, request: ModelRequest) -> bool:
+        """Stream this model call window by window: tokens are held back, the model is a chat model, the call
+        does not opt out of streaming, and a stream consumer (messages mode, ``astream_events``) listens."""
+        return (
+            self.hold_back_tokens
+            and isinstance(request.model, BaseChatModel)
+            and request.model_settings.get("stream", True) is not False
+            and _stream_consumer_attached()
+        )
+
+    def _judging_model(self, model: BaseChatModel) -> BaseChatModel:
+        from .chat_model import GuardedChatModel
+
+        guarded = GuardedChatModel(
+            guard=self.guard,
+            inner=model,
+            check_input=False,  # the input is this middleware's (before_model)
+            policy=self.policy,
+            action=self.action,
+            refusal=self.refusal,
+            outage_message=self.outage_message,
+        )
+        guarded._for_agent = True
+        return guarded
+
+    def _streamed_block(
+        self, exc: Exception, streamed: bool, policy: Policy, system: Conversation | None
+    ) -> ModelResponse | AIMessage | ExtendedModelResponse:
+        """A block the guarded model raised mid-stream (a policy block, or an outage that carries its verdict):
+        raised on under ``raise_on_block``, else the refusal - what the same verdict does without streaming."""
+        verdict = getattr(exc, "verdict", None)
+        stage = getattr(exc, "stage", Stage.OUTPUT)
+        if not streamed or not isinstance(verdict, Verdict) or stage not in (Stage.OUTPUT, Stage.TOOL_CALL):
+            raise exc
+        settlement = self._refuses(verdict, stage, policy)  # raises for an ``error`` exit (raise_on_block)
+        if settlement is None:
+            raise exc
+        refusal = _refusal(settlement.text, verdict)
+        keys = [_key(refusal)]
+        if system is not None:
+            keys.append(_system_key(system.prompt))
+        return _with_memory(ModelResponse(result=[refusal]), keys)
 
     def _planned_output(
         self, response: Any, request: ModelRequest
@@ -732,6 +805,40 @@ def _nostream(enabled: bool) -> Iterator[None]:
         var_child_runnable_config.reset(token)
 
 
+def _stream_consumer_attached() -> bool:
+    """True when a stream consumer (LangGraph's messages mode, ``astream_events``) listens to this run."""
+    config = var_child_runnable_config.get()
+    callbacks = config.get("callbacks") if config else None
+    if isinstance(callbacks, BaseCallbackManager):
+        handlers: list[Any] = [*callbacks.handlers, *callbacks.inheritable_handlers]
+    else:
+        handlers = list(callbacks or [])
+    return any(isinstance(h, (_StreamingCallbackHandler, _V2StreamingCallbackHandler)) for h in handlers)
+
+
+def _refused_in_stream(message: AIMessage) -> Verdict | None:
+    """The verdict of a refusal the guarded model streamed (a ``rewrite`` mid-stream), if the message ends with
+    one. Only ever stricter: a model that wrote such metadata itself gets its message refused."""
+    meta = message.response_metadata.get(MARKER)
+    if not isinstance(meta, dict) or meta.get("safe") is not False:
+        return None
+    try:
+        action = Action(meta.get("action", "block"))
+    except ValueError:
+        action = Action.BLOCK
+    error = _error_code(meta.get("error"))
+    if error is not None:  # an outage answered mid-stream: the middleware answers with its outage message
+        return Verdict(user_safe=None, error=error, safe=False, action=Action.BLOCK, policy=meta.get("policy"))
+    return Verdict(
+        user_safe=meta.get("user_safe"),
+        response_safe=False,
+        safe=False,
+        categories=tuple(str(c) for c in meta.get("categories") or ()),
+        action=action if action in (Action.BLOCK, Action.REWRITE) else Action.BLOCK,
+        policy=meta.get("policy"),
+    )
+
+
 def _write_stream(payload: dict[str, Any]) -> None:
     """Verdicts also reach ``stream_mode="custom"`` consumers of an agent."""
     try:
@@ -794,19 +901,8 @@ def _output_text(message: AIMessage, structured: Any, coverage: CoverageOptions)
     if coverage.check_reasoning:
         parts.append(m.reasoning)
     if structured is not None:
-        parts.append(serialise(_plain(structured)))
+        parts.append(serialise(plain_value(structured)))
     return "\n".join(p for p in parts if p)
-
-
-def _plain(value: Any) -> Any:
-    dump = getattr(value, "model_dump", None)
-    if callable(dump):
-        return dump()
-    if hasattr(value, "__dataclass_fields__"):
-        import dataclasses
-
-        return dataclasses.asdict(value)
-    return value
 
 
 def _meta(verdict: Verdict) -> dict[str, Any]:

@@ -26,7 +26,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from langchain_core.callbacks import AsyncCallbackManagerForChainRun, CallbackManagerForChainRun
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
@@ -68,9 +68,19 @@ from .tracing import (
     traced_check,
 )
 
+if TYPE_CHECKING:
+    from .chat_model import GuardedChatModel
 
-class GuardedRunnable(RunnableSerializable[Any, Any]):
+
+Input = TypeVar("Input")
+Output = TypeVar("Output")
+
+
+class GuardedRunnable(RunnableSerializable[Input, Output]):
     """A runnable whose input and output are checked by a :class:`NemoGuard` (``guard.wrap(runnable)``).
+
+    Generic in the inner runnable's input and output: ``guard.wrap(chain)`` of a ``Runnable[str, str]`` is a
+    ``GuardedRunnable[str, str]`` (a refusal keeps the output's shape). Unknown settings are refused.
 
     A block raises :class:`langchain_nemoguard.ContentBlockedError`; a ``rewrite`` answers with the refusal in
     the shape of the inner runnable's output. An outage under ``on_error="block"`` raises
@@ -100,10 +110,10 @@ class GuardedRunnable(RunnableSerializable[Any, Any]):
         input_key: Where the user turn is in a dict input when it is not ``messages`` or a usual key.
     """
 
-    model_config = ConfigDict(arbitrary_types_allowed=True, populate_by_name=True)
+    model_config = ConfigDict(arbitrary_types_allowed=True, populate_by_name=True, extra="forbid")
 
     guard: NemoGuard
-    inner: Runnable[Any, Any]
+    inner: Runnable[Input, Output]
     check_input: bool = True
     check_output: bool = True
     policy: Policy | str | None = None
@@ -116,7 +126,7 @@ class GuardedRunnable(RunnableSerializable[Any, Any]):
     input_key: str | None = None
 
     @model_validator(mode="after")
-    def _one_way_to_enforce(self) -> GuardedRunnable:
+    def _one_way_to_enforce(self) -> GuardedRunnable[Input, Output]:
         if self.action is not None and self.exit_behavior is not None:
             raise TypeError(exits_conflict("action"))
         return self
@@ -136,6 +146,21 @@ class GuardedRunnable(RunnableSerializable[Any, Any]):
 
             return RunnableLambda(value)
         raise TypeError(f"inner must be a Runnable or a callable, got {type(value).__name__}")
+
+    @classmethod
+    def for_runnable(
+        cls, runnable: Any, *, input_key: str | None = None, **settings: Any
+    ) -> GuardedRunnable[Any, Any] | GuardedChatModel:
+        """What ``guard.wrap`` builds: a ``GuardedChatModel`` for a chat model, else a ``GuardedRunnable``."""
+        from langchain_core.language_models import BaseChatModel
+
+        if isinstance(runnable, BaseChatModel):
+            from .chat_model import GuardedChatModel
+
+            if input_key is not None:
+                raise TypeError("input_key does not apply to a chat model: its input is messages")
+            return GuardedChatModel(inner=runnable, **settings)
+        return cls(inner=runnable, input_key=input_key, **settings)
 
     # --- Runnable surface ------------------------------------------------------------------------------------
 
@@ -159,32 +184,32 @@ class GuardedRunnable(RunnableSerializable[Any, Any]):
         )
         return [*self.inner.config_specs, own]
 
-    def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
+    def invoke(self, input: Input, config: RunnableConfig | None = None, **kwargs: Any) -> Output:
         return self._call_with_config(self._invoke, input, config, **kwargs)
 
-    async def ainvoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
+    async def ainvoke(self, input: Input, config: RunnableConfig | None = None, **kwargs: Any) -> Output:
         return await self._acall_with_config(self._ainvoke, input, config, **kwargs)
 
-    def stream(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Iterator[Any]:
+    def stream(self, input: Input, config: RunnableConfig | None = None, **kwargs: Any) -> Iterator[Output]:
         yield from self.transform(iter([input]), config, **kwargs)
 
     async def astream(
-        self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
-    ) -> AsyncIterator[Any]:
-        async def one() -> AsyncIterator[Any]:
+        self, input: Input, config: RunnableConfig | None = None, **kwargs: Any
+    ) -> AsyncIterator[Output]:
+        async def one() -> AsyncIterator[Input]:
             yield input
 
         async for chunk in self.atransform(one(), config, **kwargs):
             yield chunk
 
     def transform(
-        self, input: Iterator[Any], config: RunnableConfig | None = None, **kwargs: Any
-    ) -> Iterator[Any]:
+        self, input: Iterator[Input], config: RunnableConfig | None = None, **kwargs: Any
+    ) -> Iterator[Output]:
         yield from self._transform_stream_with_config(input, self._transform, config, **kwargs)
 
     async def atransform(
-        self, input: AsyncIterator[Any], config: RunnableConfig | None = None, **kwargs: Any
-    ) -> AsyncIterator[Any]:
+        self, input: AsyncIterator[Input], config: RunnableConfig | None = None, **kwargs: Any
+    ) -> AsyncIterator[Output]:
         async for chunk in self._atransform_stream_with_config(input, self._atransform, config, **kwargs):
             yield chunk
 

@@ -41,6 +41,13 @@ CASES = {
         "(a ContentBlockedError: False)",
         "agent, guard down -> The assistant is temporarily unavailable.",
     ],
+    "langchain_guarded_model.py": [
+        "still a chat model: True",
+        "bind_tools -> BLOCKED at tool_call: Violence",
+        "structured -> country='France' capital='Paris'",
+        "ToolMessage: Paris / AIMessage: The capital is Paris.",
+        "agent stream -> window by window",
+    ],
     "langchain_multimodal.py": [
         "blue image + text -> A calm blue square.",
         "red image only   -> BLOCKED at input",

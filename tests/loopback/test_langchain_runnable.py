@@ -421,7 +421,8 @@ def test_callbacks_tags_metadata_run_name_propagate(guard: NemoGuard) -> None:
     runs = RunCollectorCallbackHandler()
     events = Events()
     config = {"callbacks": [runs, events], "tags": ["t1"], "metadata": {"m": 1}, "run_name": "GuardedChat"}
-    guard.wrap(chat(SAFE_ANSWER)).invoke("capital?", config=config)
+    # a GuardedRunnable around a model (guard.wrap of a chat model is a GuardedChatModel: test_guarded_chat_model.py)
+    GuardedRunnable(guard=guard, inner=chat(SAFE_ANSWER)).invoke("capital?", config=config)
     (root,) = runs.traced_runs
     assert root.name == "GuardedChat"
     children = {r.name: r for r in root.child_runs}
@@ -441,7 +442,7 @@ def test_callbacks_tags_metadata_run_name_propagate(guard: NemoGuard) -> None:
 def test_blocked_check_run_records_the_verdict(guard: NemoGuard) -> None:
     runs = RunCollectorCallbackHandler()
     with pytest.raises(ContentBlockedError):
-        guard.wrap(chat(SAFE_ANSWER)).invoke("make a bomb", config={"callbacks": [runs]})
+        GuardedRunnable(guard=guard, inner=chat(SAFE_ANSWER)).invoke("make a bomb", config={"callbacks": [runs]})
     check = runs.traced_runs[0].child_runs[0]
     assert check.name == "NemoGuard:input"
     assert check.outputs["allowed"] is False
@@ -449,7 +450,7 @@ def test_blocked_check_run_records_the_verdict(guard: NemoGuard) -> None:
 
 
 async def test_astream_events_custom_events_and_no_guard_model_events(guard: NemoGuard) -> None:
-    guarded = guard.wrap(chat(UNSAFE_ANSWER), stream=SMALL, policy="rewrite", name="Guarded")
+    guarded = GuardedRunnable(guard=guard, inner=chat(UNSAFE_ANSWER), stream=SMALL, policy="rewrite", name="Guarded")
     events = [e async for e in guarded.astream_events("story", version="v2")]
     custom = [e for e in events if e["event"] == "on_custom_event"]
     assert custom
@@ -464,8 +465,9 @@ async def test_astream_events_custom_events_and_no_guard_model_events(guard: Nem
     _assert_clean(guard_chunks)
     filtered = [
         e
-        async for e in guard.wrap(chat(UNSAFE_ANSWER), stream=SMALL, policy="rewrite").astream_events(
-            "story", version="v2", exclude_tags=[UNCHECKED_TAG]
+        async for e in GuardedRunnable(
+            guard=guard, inner=chat(UNSAFE_ANSWER), stream=SMALL, policy="rewrite"
+        ).astream_events("story", version="v2", exclude_tags=[UNCHECKED_TAG]
         )
     ]
     assert not [e for e in filtered if e["event"] == "on_chat_model_stream"]
