@@ -241,18 +241,25 @@ class StreamGuard(Generic[C]):
             )
             queue.append((task, window))
 
+        def take(chunk: C) -> bool:
+            """Buffer a pulled chunk; True when it goes out at once (pass-through)."""
+            text = text_of(chunk) or ""
+            full = buf.push(chunk, text)
+            if full is not None:
+                enqueue(full)
+            if pass_through:
+                self._released(text)
+            return pass_through
+
+        def end() -> None:
+            nonlocal exhausted
+            exhausted = True
+            last = buf.flush()
+            if last is not None:
+                enqueue(last)
+
         try:
             while True:
-                # with max_pending_windows in flight, stop pulling until the oldest is judged
-                if next_chunk is None and not exhausted and len(queue) < limit:
-                    next_chunk = asyncio.ensure_future(anext(source))
-                waiting: set[asyncio.Future[Any]] = set()
-                if next_chunk is not None:
-                    waiting.add(next_chunk)
-                if queue and queue[0][0] is not None:
-                    waiting.add(queue[0][0])
-                if waiting:
-                    await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
                 # release judged windows, in order
                 while queue and (queue[0][0] is None or queue[0][0].done()):
                     task, window = queue.popleft()
@@ -263,25 +270,33 @@ class StreamGuard(Generic[C]):
                             return
                     for c in self._release(window):
                         yield c
-                if next_chunk is not None and next_chunk.done():
-                    try:
-                        chunk = next_chunk.result()
-                    except StopAsyncIteration:
-                        exhausted = True
-                        last = buf.flush()
-                        if last is not None:
-                            enqueue(last)
-                    else:
-                        text = text_of(chunk) or ""
-                        if pass_through:
-                            self._released(text)
-                            yield chunk
-                        full = buf.push(chunk, text)
-                        if full is not None:
-                            enqueue(full)
-                    next_chunk = None
                 if exhausted and not queue:
                     return
+                head = queue[0][0] if queue else None  # the oldest verdict still on its way, if any
+                # with max_pending_windows in flight, stop pulling until the oldest is judged
+                if next_chunk is None and not exhausted and len(queue) < limit:
+                    if head is None:
+                        # no verdict to wait for: pull directly (no task and no wait per chunk)
+                        try:
+                            chunk = await anext(source)
+                        except StopAsyncIteration:
+                            end()
+                            continue
+                        if take(chunk):
+                            yield chunk
+                        continue
+                    next_chunk = asyncio.ensure_future(anext(source))
+                waiting: set[asyncio.Future[Any]] = {t for t in (head, next_chunk) if t is not None}
+                await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+                if next_chunk is not None and next_chunk.done():
+                    pulled, next_chunk = next_chunk, None
+                    try:
+                        chunk = pulled.result()
+                    except StopAsyncIteration:
+                        end()
+                        continue
+                    if take(chunk):
+                        yield chunk
         finally:
             pending = [t for t, _ in queue if t is not None and not t.done()]
             if next_chunk is not None and not next_chunk.done():

@@ -346,3 +346,22 @@ async def test_async_aclose_closes_the_inner_stream_at_once(nemoguard_simulator:
     await asyncio.sleep(0.2)
     assert model.events.count("pull") == pulls and model.events.count("closed") == 1
     await guard.aclose()
+
+
+async def test_async_releases_a_judged_window_while_the_model_pauses(
+    nemoguard_simulator: SimulatorServer,
+) -> None:
+    guard = _guard(nemoguard_simulator)
+
+    async def paused() -> AsyncIterator[str]:
+        yield "The first window is here. "
+        await asyncio.sleep(1.0)  # e.g. the model thinking
+        yield "And the rest."
+
+    t0 = time.perf_counter()
+    seen: list[tuple[float, str]] = []
+    async for item in StreamGuard(guard, options=SMALL).aiter(paused(), str):
+        seen.append((time.perf_counter() - t0, str(item)))
+    assert [t for _, t in seen] == ["The first window is here. ", "And the rest."]
+    assert seen[0][0] < 0.5  # released once judged, not when the next chunk came
+    await guard.aclose()
