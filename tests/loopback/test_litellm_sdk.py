@@ -468,6 +468,20 @@ async def test_stream_rewrite_ends_with_the_refusal(endpoint: SimulatedEndpoint)
     assert out[-1].choices[0].finish_reason == "content_filter"
 
 
+def test_stream_window_settings_reach_the_stream_options(endpoint: SimulatedEndpoint) -> None:
+    g = NemoGuardrail(
+        guardrail_name="ng",
+        event_hook="post_call",
+        guard=_guard(endpoint),
+        stream_window_growth=3,
+        stream_max_pending_windows=2,
+    )
+    assert g.stream_options.window_growth == 3 and g.stream_options.max_pending_windows == 2
+    assert g.stream_options.window_sizes(3) == [40, 120, 360]
+    with pytest.raises(GuardrailConfigurationError, match="stream_window_growth"):
+        NemoGuardrail(guardrail_name="ng", event_hook="post_call", guard=_guard(endpoint), stream_window_growth=0.5)
+
+
 async def test_stream_rewrite_after_released_text_starts_a_paragraph(endpoint: SimulatedEndpoint) -> None:
     g = NemoGuardrail(
         guardrail_name="ng",
