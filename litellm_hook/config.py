@@ -54,6 +54,12 @@ class NemoGuardrailSettings(BaseModel):
     stream_first_window_chars: int | None = Field(
         _STREAM_DEFAULTS.first_window_chars, ge=1, description="a smaller first window (sooner first token)"
     )
+    stream_window_growth: float = Field(
+        _STREAM_DEFAULTS.window_growth, ge=1.0, description="each window this many times the previous one"
+    )
+    stream_max_pending_windows: int = Field(
+        _STREAM_DEFAULTS.max_pending_windows, ge=1, le=64, description="windows judged at once, at most"
+    )
     stream_pass_through: bool = Field(False, description="release chunks at once (unsafe text can leak)")
     request_policies: tuple[str, ...] = Field(
         (),
@@ -90,6 +96,8 @@ class NemoGuardrailSettings(BaseModel):
                 window_chars=self.stream_window_chars,
                 overlap_chars=self.stream_overlap_chars,
                 first_window_chars=self.stream_first_window_chars,
+                window_growth=self.stream_window_growth,
+                max_pending_windows=self.stream_max_pending_windows,
                 pass_through=self.stream_pass_through,
             )
         except ValueError as exc:

@@ -341,7 +341,7 @@ class NemoGuardrail(CustomGuardrail):
         try:
             async for item in stream.aiter(response, lambda c: stream_text(c, coverage)):
                 if isinstance(item, StreamRefusal):
-                    for chunk in end.chunks(policy.refusal):
+                    for chunk in end.chunks(policy.refusal, inline=item.text):
                         yield chunk
                     return
                 end.seen(item)

@@ -405,9 +405,14 @@ class StreamEnd:
             self.first = chunk
         self.last = chunk
 
-    def chunks(self, refusal: str | None) -> list[Any]:
-        """The closing chunk(s): the refusal (``rewrite``) or nothing (``block``), ``content_filter``-style."""
+    def chunks(self, refusal: str | None, *, inline: str | None = None) -> list[Any]:
+        """The closing chunk(s): the refusal (``rewrite``) or nothing (``block``), ``content_filter``-style.
+
+        ``inline`` is the refusal as it continues released text (``StreamRefusal.text``: after a paragraph
+        break); the routes whose refusal extends the streamed text (chat, completions) send it, the routes that
+        put the refusal in a block or message of its own (Anthropic, Responses) send the bare ``refusal``."""
         sample = self.first if self.first is not None else self.last
+        continued = inline if inline is not None and refusal is not None else refusal
         if isinstance(sample, (bytes, bytearray, str)):
             return _anthropic_end(refusal)
         kind = getattr(sample, "type", None)
@@ -416,8 +421,8 @@ class StreamEnd:
         if sample is not None and not hasattr(sample, "choices"):
             return []
         if sample is not None and sample.choices and hasattr(sample.choices[0], "text"):
-            return [_completion_end(sample, refusal)]
-        return [final_chunk(self.last, refusal)]
+            return [_completion_end(sample, continued)]
+        return [final_chunk(self.last, continued)]
 
 
 def final_chunk(last: ModelResponseStream | None, content: str | None) -> ModelResponseStream:

@@ -301,18 +301,32 @@ def tail(text: str, max_tokens: int) -> str:
 class StreamOptions:
     """How streamed output is held back and judged (``NemoGuard(stream=...)``, ``guard.wrap(stream=...)``).
 
+    Windows start small and grow: the first holds ``first_window_chars`` of new text, each next one
+    ``window_growth`` times the previous, up to ``window_chars``. A small first window puts the first text in
+    front of the reader after one guard call plus a few dozen characters of generation; growing windows keep
+    the number of guard calls (and the gaps between releases) in proportion to the text. While one window is
+    released the next fills, and it is judged while the stream goes on (up to ``max_pending_windows`` at once).
+
     Args:
-        window_chars: Text judged per call (bigger: fewer calls, later first token).
-        overlap_chars: Characters of the previous window judged again in front of the next one.
-        first_window_chars: A smaller first window, so the first text reaches the reader sooner (None: the
-            first window is ``window_chars`` too).
+        window_chars: The largest window: new text judged per call once windows have grown (bigger: fewer
+            calls, longer gaps between releases).
+        overlap_chars: Characters of the previous window judged again in front of the next one, so a phrase
+            cut by a window boundary is still seen whole.
+        first_window_chars: The first window (None: ``window_chars``; capped at ``window_chars``).
+        window_growth: How much each window grows over the previous one, at least 1.0 (1.0: every window
+            is ``first_window_chars``; 2.0, the default: 40, 80, 160, ... up to ``window_chars``).
+        max_pending_windows: The most windows being judged at once; with that many in flight the stream stops
+            pulling chunks until the oldest is judged, so a slow guard holds back a bounded amount of text and
+            makes a bounded number of calls.
         pass_through: Yield chunks at once and judge beside the stream (unsafe text can reach the reader
             before the stream is stopped; opt-in only).
     """
 
     window_chars: int = 800
     overlap_chars: int = 160
-    first_window_chars: int | None = 200
+    first_window_chars: int | None = 40
+    window_growth: float = 2.0
+    max_pending_windows: int = 4
     pass_through: bool = False
 
     def __post_init__(self) -> None:
@@ -320,19 +334,52 @@ class StreamOptions:
             raise ValueError("need window_chars >= 1 and 0 <= overlap_chars < window_chars")
         if self.first_window_chars is not None and self.first_window_chars < 1:
             raise ValueError("first_window_chars must be >= 1")
+        growth = self.window_growth
+        if isinstance(growth, bool) or not isinstance(growth, int | float) or not 1.0 <= growth <= 1000.0:
+            raise ValueError("window_growth must be a number from 1.0 to 1000.0")
+        if isinstance(self.max_pending_windows, bool) or not 1 <= self.max_pending_windows <= 64:
+            raise ValueError("max_pending_windows must be from 1 to 64")
+
+    @property
+    def first_window(self) -> int:
+        """The size of the first window, in characters of new text."""
+        return min(self.first_window_chars or self.window_chars, self.window_chars)
+
+    def next_window(self, size: int) -> int:
+        """The size of the window after one of ``size`` characters (grows by at least one when growing)."""
+        if self.window_growth == 1.0:
+            return size
+        return min(self.window_chars, max(size + 1, int(size * self.window_growth)))
+
+    def window_sizes(self, count: int) -> list[int]:
+        """The sizes of the first ``count`` windows (for docs and tests; the buffer grows them one by one)."""
+        sizes, size = [], self.first_window
+        for _ in range(count):
+            sizes.append(size)
+            size = self.next_window(size)
+        return sizes
 
 
 @dataclass(slots=True)
 class Window(Generic[C]):
-    """A stretch of a stream: the chunks it released, and the text judged for them (overlap + new text)."""
+    """A stretch of a stream: the chunks it released, and the text judged for them (overlap + new text).
+
+    ``context_chars`` is the length of the overlap in front (judged again, released before)."""
 
     chunks: list[C]
     text: str
+    context_chars: int = 0
+
+    @property
+    def new_text(self) -> str:
+        """The text this window releases (its chunks' text)."""
+        return self.text[self.context_chars :]
 
 
 @dataclass(slots=True)
 class HoldbackBuffer(Generic[C]):
-    """Pure window bookkeeping, shared by the sync and async stream loops."""
+    """Pure window bookkeeping, shared by the sync and async stream loops: windows grow from
+    ``options.first_window`` by ``options.window_growth`` up to ``options.window_chars``."""
 
     options: StreamOptions
     _chunks: list[C] = field(default_factory=list)
@@ -340,11 +387,20 @@ class HoldbackBuffer(Generic[C]):
     _pending_len: int = 0
     _context: str = ""
     _windows: int = 0
-    text_seen: list[str] = field(default_factory=list)
+    _limit: int = 0
 
-    def _limit(self) -> int:
-        first = self.options.first_window_chars
-        return first if (self._windows == 0 and first) else self.options.window_chars
+    def __post_init__(self) -> None:
+        self._limit = self.options.first_window
+
+    @property
+    def windows(self) -> int:
+        """How many windows have been cut so far."""
+        return self._windows
+
+    @property
+    def limit(self) -> int:
+        """The size of the window being filled."""
+        return self._limit
 
     def push(self, chunk: C, text: str) -> Window[C] | None:
         """Buffer a chunk; return a full window to judge, or None."""
@@ -352,8 +408,7 @@ class HoldbackBuffer(Generic[C]):
         if text:
             self._pending.append(text)
             self._pending_len += len(text)
-            self.text_seen.append(text)
-        if self._pending_len >= self._limit():
+        if self._pending_len >= self._limit:
             return self._cut()
         return None
 
@@ -368,11 +423,12 @@ class HoldbackBuffer(Generic[C]):
 
     def _cut(self) -> Window[C]:
         new = "".join(self._pending)
-        window = Window(self._chunks, self._context + new)
+        window = Window(self._chunks, self._context + new, len(self._context))
         tail = window.text[-self.options.overlap_chars :] if self.options.overlap_chars else ""
         self._context = tail
         self._chunks, self._pending, self._pending_len = [], [], 0
         self._windows += 1
+        self._limit = self.options.next_window(self._limit)
         return window
 
 

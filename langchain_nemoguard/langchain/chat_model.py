@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
+from contextvars import ContextVar
 from typing import Any, cast
 
 from langchain_core.caches import BaseCache
@@ -60,11 +61,16 @@ from ..core.verdict import Action, ExitBehavior
 from ..core.windows import StreamOptions
 from .events import NOSTREAM_TAG
 from .messages import assistant_text, plain_value
-from .runnable import GuardedRunnable, _combine
+from .runnable import GuardedRunnable, _aclose, _close, _combine
 from .tracing import CheckRun as _Check
 
 REFUSAL_KEY = "nemoguard"
 """``response_metadata`` key of a refusal the guard wrote (its verdict); never trusted to mean "judged"."""
+
+
+_OPENED: ContextVar[list[AsyncIterator[Any]] | None] = ContextVar("nemoguard_opened_streams", default=None)
+"""Per call of ``GuardedChatModel.astream`` (a context variable, so nothing is shared between calls): the judged
+streams its ``_astream`` opened, closed when the reader stops."""
 
 
 class GuardedChatModel(BaseChatModel):
@@ -282,7 +288,9 @@ class GuardedChatModel(BaseChatModel):
         **kwargs: Any,
     ) -> AsyncIterator[AIMessageChunk]:
         own = self._own_config(config)
+        opened: list[AsyncIterator[Any]] = []
         with set_config_context(own) as ctx:
+            ctx.run(_OPENED.set, opened)
             items = super().astream(input, own, stop=stop, **kwargs)
             try:
                 while True:
@@ -293,6 +301,10 @@ class GuardedChatModel(BaseChatModel):
                     yield chunk
             finally:
                 await coro_with_context(_aclose(items), ctx)
+                # BaseChatModel.astream leaves our _astream to the event loop's async-generator finaliser (later);
+                # the judged stream, and with it the inner model's, is closed now
+                for stream in opened:
+                    await coro_with_context(_aclose(stream), ctx)
 
     def _own_config(self, config: RunnableConfig | None) -> RunnableConfig:
         config = ensure_config(config)
@@ -367,6 +379,9 @@ class GuardedChatModel(BaseChatModel):
         items = self._engine._atransform(
             one(), _as_achain(run_manager), config, **self._inner_kwargs(stop, kwargs)
         )
+        opened = _OPENED.get()
+        if opened is not None:
+            opened.append(items)
         try:
             async for item in items:
                 yield ChatGenerationChunk(message=_chunk(item))
@@ -456,18 +471,6 @@ class _Hidden(Runnable[Any, Any]):
     ) -> AsyncIterator[Any]:
         async for chunk in self.inner.astream(input, _unstreamed(config), **kwargs):
             yield chunk
-
-
-def _close(items: Iterator[Any]) -> None:
-    close = getattr(items, "close", None)
-    if close is not None:
-        close()
-
-
-async def _aclose(items: AsyncIterator[Any]) -> None:
-    aclose = getattr(items, "aclose", None)
-    if aclose is not None:
-        await aclose()
 
 
 def _hidden(inner: Runnable[Any, Any], hide: bool) -> Runnable[Any, Any]:

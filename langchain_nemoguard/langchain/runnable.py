@@ -199,8 +199,12 @@ class GuardedRunnable(RunnableSerializable[Input, Output]):
         async def one() -> AsyncIterator[Input]:
             yield input
 
-        async for chunk in self.atransform(one(), config, **kwargs):
-            yield chunk
+        stream = self.atransform(one(), config, **kwargs)
+        try:
+            async for chunk in stream:
+                yield chunk
+        finally:
+            await _aclose(stream)  # a reader's aclose() reaches the inner stream now, not when collected
 
     def transform(
         self, input: Iterator[Input], config: RunnableConfig | None = None, **kwargs: Any
@@ -210,8 +214,12 @@ class GuardedRunnable(RunnableSerializable[Input, Output]):
     async def atransform(
         self, input: AsyncIterator[Input], config: RunnableConfig | None = None, **kwargs: Any
     ) -> AsyncIterator[Output]:
-        async for chunk in self._atransform_stream_with_config(input, self._atransform, config, **kwargs):
-            yield chunk
+        stream = self._atransform_stream_with_config(input, self._atransform, config, **kwargs)
+        try:
+            async for chunk in stream:
+                yield chunk
+        finally:
+            await _aclose(stream)
 
     # --- shared decisions ------------------------------------------------------------------------------------
 
@@ -482,11 +490,14 @@ class GuardedRunnable(RunnableSerializable[Input, Output]):
                 items = self._reported(sg, check, sg.iter(items, chunk_text), config)
             if future is not None:
                 items = _gate(items, future, self._stream_decision(Stage.INPUT, policy))
-            for item in items:
-                if isinstance(item, StreamRefusal):
-                    yield self._refusal_like(seen.chunk, item.text, item.verdict, chunk=True)
-                    return
-                yield item
+            try:
+                for item in items:
+                    if isinstance(item, StreamRefusal):
+                        yield self._refusal_like(seen.chunk, item.text, item.verdict, chunk=True)
+                        return
+                    yield item
+            finally:
+                _close(items)  # a consumer that stopped reading closes the inner stream now, not at GC
         finally:
             if executor is not None:
                 executor.shutdown(wait=False, cancel_futures=True)
@@ -582,10 +593,13 @@ class _FirstChunk:
         self.chunk: Any = None
 
     def watch(self, items: Iterator[Any]) -> Iterator[Any]:
-        for item in items:
-            if self.chunk is None:
-                self.chunk = item
-            yield item
+        try:
+            for item in items:
+                if self.chunk is None:
+                    self.chunk = item
+                yield item
+        finally:
+            _close(items)
 
     async def awatch(self, items: AsyncIterator[Any]) -> AsyncIterator[Any]:
         try:
@@ -602,10 +616,27 @@ class _FirstChunk:
 def _flush_verdicts(
     sg: StreamGuard[Any], check: _Check, items: Iterator[Any], report: Callable[[Verdict], None]
 ) -> Iterator[Any]:
-    for item in items:
-        for v in sg.verdicts[len(check.verdicts) :]:
-            report(v)
-        yield item
+    try:
+        for item in items:
+            for v in sg.verdicts[len(check.verdicts) :]:
+                report(v)
+            yield item
+    finally:
+        _close(items)
+
+
+async def _aclose(items: AsyncIterator[Any]) -> None:
+    """Close an async generator now (``async for`` does not when the loop body raises or is closed)."""
+    aclose = getattr(items, "aclose", None)
+    if aclose is not None:
+        await aclose()
+
+
+def _close(items: Iterator[Any]) -> None:
+    """Close a generator now (its ``finally`` runs before the caller goes on), not when it is collected."""
+    close = getattr(items, "close", None)
+    if close is not None:
+        close()
 
 
 def _combine(chunks: Iterator[Any]) -> Any:
@@ -668,9 +699,7 @@ def _gate(items: Iterator[Any], future: Future[Verdict], decide: Decide) -> Iter
                 return
             yield from buffered
     finally:
-        close = getattr(items, "close", None)
-        if close is not None:
-            close()
+        _close(items)
 
 
 async def _agate(

@@ -95,7 +95,7 @@ def test_stream_releases_only_judged_windows(guard: NemoGuard, nemoguard_simulat
     released = "".join(str(c.content) for c in chunks[:-1])
     assert released and SAFE.startswith(released.strip()[:20])
     assert "bomb" not in released
-    assert chunks[-1].content == REFUSAL
+    assert chunks[-1].content == "\n\n" + REFUSAL  # a new paragraph after released text
     judged = "".join(judged_responses(nemoguard_simulator))
     for word in released.split():
         assert word in judged  # every released word was in a judged window
@@ -104,7 +104,7 @@ def test_stream_releases_only_judged_windows(guard: NemoGuard, nemoguard_simulat
 async def test_astream_and_events_v2_carry_no_unjudged_token(guard: NemoGuard) -> None:
     guarded = guard.wrap(fake(SAFE + " " + UNSAFE), stream=SMALL, action="rewrite")
     chunks = [c async for c in guarded.astream("a story")]
-    assert chunks[-1].content == REFUSAL and "bomb" not in "".join(str(c.content) for c in chunks)
+    assert chunks[-1].content == "\n\n" + REFUSAL and "bomb" not in "".join(str(c.content) for c in chunks)
     events = [e async for e in guard.wrap(fake(UNSAFE), stream=SMALL, action="rewrite").astream_events(
         "a story", version="v2"
     )]

@@ -341,12 +341,14 @@ def test_stream_rewrite_ends_with_refusal_chunk(guard: NemoGuard) -> None:
     got = list(guard.wrap(chat(UNSAFE_ANSWER), stream=SMALL, policy="rewrite").stream("story"))
     _assert_clean(got)
     assert isinstance(got[-1], AIMessageChunk)
-    assert got[-1].content == "Let's talk about something else."
+    # text was released before the unsafe window: the refusal starts a paragraph of its own
+    assert got[-1].content == "\n\nLet's talk about something else."
+    assert UNSAFE_ANSWER.startswith("".join(c.content for c in got[:-1]))
     got = list(
         guard.wrap(chat(UNSAFE_ANSWER) | StrOutputParser(), stream=SMALL, policy="rewrite").stream("story")
     )
     _assert_clean(got)
-    assert got[-1] == "Let's talk about something else."
+    assert got[-1] == "\n\nLet's talk about something else."
     got = list(guard.wrap(chat(SAFE_ANSWER), policy="rewrite").stream("make a bomb"))
     assert [c.content for c in got] == ["Let's talk about something else."]
 
@@ -397,7 +399,7 @@ async def test_atransform(guard: NemoGuard) -> None:
         c async for c in guard.wrap(chat(UNSAFE_ANSWER), stream=SMALL, policy="rewrite").atransform(chunks())
     ]
     _assert_clean(out)
-    assert out[-1].content == "Let's talk about something else."
+    assert out[-1].content == "\n\nLet's talk about something else."
 
 
 # --- tracing, events, config ------------------------------------------------------------------------------------------

@@ -468,6 +468,38 @@ async def test_stream_rewrite_ends_with_the_refusal(endpoint: SimulatedEndpoint)
     assert out[-1].choices[0].finish_reason == "content_filter"
 
 
+def test_stream_window_settings_reach_the_stream_options(endpoint: SimulatedEndpoint) -> None:
+    g = NemoGuardrail(
+        guardrail_name="ng",
+        event_hook="post_call",
+        guard=_guard(endpoint),
+        stream_window_growth=3,
+        stream_max_pending_windows=2,
+    )
+    assert g.stream_options.window_growth == 3 and g.stream_options.max_pending_windows == 2
+    assert g.stream_options.window_sizes(3) == [40, 120, 360]
+    with pytest.raises(GuardrailConfigurationError, match="stream_window_growth"):
+        NemoGuardrail(guardrail_name="ng", event_hook="post_call", guard=_guard(endpoint), stream_window_growth=0.5)
+
+
+async def test_stream_rewrite_after_released_text_starts_a_paragraph(endpoint: SimulatedEndpoint) -> None:
+    g = NemoGuardrail(
+        guardrail_name="ng",
+        event_hook="post_call",
+        guard=_guard(endpoint, policies=POLICIES, policy="rewrite"),
+        stream_first_window_chars=50,
+        stream_window_chars=50,
+        stream_overlap_chars=10,
+    )
+    text = "a" * 120 + " now kill " + "b" * 100
+    out = await _run_stream(g, text)
+    released = _text(out[:-1])
+    assert released and text.startswith(released) and "kill" not in released
+    # the refusal continues the streamed text on a paragraph of its own, never glued onto it
+    assert out[-1].choices[0].delta.content == "\n\nNo can do."
+    assert out[-1].choices[0].finish_reason == "content_filter"
+
+
 def test_settings_are_a_typed_config_model_litellm_can_read() -> None:
     from litellm.types.proxy.guardrails.guardrail_hooks.base import GuardrailConfigModel
 

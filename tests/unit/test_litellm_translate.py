@@ -142,3 +142,15 @@ def test_a_cut_stream_ends_in_its_own_shape() -> None:
     end.seen(b"event: message_start\ndata: {}\n\n")
     frames = b"".join(end.chunks(None)).decode()
     assert '"stop_reason": "refusal"' in frames and "message_stop" in frames
+
+
+def test_a_refusal_continues_the_text_only_where_it_shares_the_texts_block() -> None:
+    chat = StreamEnd()
+    chat.seen(ModelResponseStream(choices=[StreamingChoices(delta=Delta(content="so far"))]))
+    (last,) = chat.chunks("No.", inline="\n\nNo.")
+    assert last.choices[0].delta.content == "\n\nNo."  # appended to the released text: a new paragraph
+    anthropic = StreamEnd()
+    anthropic.seen(b"event: message_start\ndata: {}\n\n")
+    frames = b"".join(anthropic.chunks("No.", inline="\n\nNo.")).decode()
+    assert '"text": "No."' in frames and "\\n\\nNo." not in frames  # a content block of its own: bare
+    assert chat.chunks(None, inline="\n\nNo.")[0].choices[0].delta.content is None  # a block sends no text
