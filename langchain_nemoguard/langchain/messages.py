@@ -91,19 +91,23 @@ def tool_calls_text(message: BaseMessage) -> str:
     return "\n".join(lines)
 
 
-def assistant_text(message: BaseMessage) -> str:
-    """What an output check judges for one assistant message: its text, then its tool-call arguments."""
-    return "\n".join(t for t in (message_text(message), tool_calls_text(message)) if t)
+def assistant_text(message: BaseMessage, *, reasoning: bool = False) -> str:
+    """What an output check judges for one assistant message: its text, then its tool-call arguments, then (with
+    ``reasoning``, the coverage rule's ``check_reasoning``) its reasoning."""
+    parts = [message_text(message), tool_calls_text(message)]
+    if reasoning:
+        parts.append(core_message(message).reasoning)
+    return "\n".join(t for t in parts if t)
 
 
-def chunk_text(chunk: Any) -> str:
+def chunk_text(chunk: Any, *, reasoning: bool = False) -> str:
     """The judged text of one streamed output chunk (a message chunk, a string, or a dict chunk)."""
     if isinstance(chunk, BaseMessage):
-        return assistant_text(chunk)
+        return assistant_text(chunk, reasoning=reasoning)
     if isinstance(chunk, str):
         return chunk
     if isinstance(chunk, Mapping):
-        return output_text(chunk)
+        return output_text(chunk, reasoning=reasoning)
     return ""
 
 
@@ -285,23 +289,24 @@ def _input_messages(value: Any, input_key: str | None) -> list[BaseMessage] | No
     return to_messages(value)
 
 
-def output_text(value: Any) -> str:
-    """The judged text of a runnable's output (the last assistant message for message lists)."""
+def output_text(value: Any, *, reasoning: bool = False) -> str:
+    """The judged text of a runnable's output (the last assistant message for message lists); ``reasoning``
+    adds the messages' reasoning (the coverage rule's ``check_reasoning``)."""
     if isinstance(value, str):
         return value
     if isinstance(value, BaseMessage):
-        return assistant_text(value)
+        return assistant_text(value, reasoning=reasoning)
     if isinstance(value, Mapping):
         if "messages" in value:
-            return output_text(value["messages"])
+            return output_text(value["messages"], reasoning=reasoning)
         for key in OUTPUT_KEYS:
             if key in value:
-                return output_text(value[key])
-        return "\n".join(t for v in value.values() if (t := output_text(v)))
+                return output_text(value[key], reasoning=reasoning)
+        return "\n".join(t for v in value.values() if (t := output_text(v, reasoning=reasoning)))
     if isinstance(value, Sequence) and not isinstance(value, (bytes, bytearray)):
         for item in reversed(value):
             if isinstance(item, AIMessage):
-                return assistant_text(item)
+                return assistant_text(item, reasoning=reasoning)
         return ""
     return ""
 

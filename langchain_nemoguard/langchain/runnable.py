@@ -322,8 +322,12 @@ class GuardedRunnable(RunnableSerializable[Input, Output]):
         cls = AIMessageChunk if chunk else AIMessage
         return cls(content=text, id=msg_id, response_metadata=meta)
 
+    def _chunk_text(self, chunk: Any) -> str:
+        """A streamed chunk's judged text (reasoning included when the coverage rule judges reasoning)."""
+        return chunk_text(chunk, reasoning=self.guard.coverage.check_reasoning)
+
     def _output_check(self, out: Any, prompt: str, policy: Policy) -> tuple[_Check, Conversation] | None:
-        text = output_text(out)
+        text = output_text(out, reasoning=self.guard.coverage.check_reasoning)
         if not self.check_output or not text.strip():
             return None
         has_calls = isinstance(out, AIMessage) and bool(out.tool_calls)
@@ -487,7 +491,7 @@ class GuardedRunnable(RunnableSerializable[Input, Output]):
             if self.check_output:
                 sg = self._stream_guard(prompt, policy)
                 check = _Check(Stage.OUTPUT, policy, {"prompt": prompt, "streamed": True})
-                items = self._reported(sg, check, sg.iter(items, chunk_text), config)
+                items = self._reported(sg, check, sg.iter(items, self._chunk_text), config)
             if future is not None:
                 items = _gate(items, future, self._stream_decision(Stage.INPUT, policy))
             try:
@@ -543,7 +547,7 @@ class GuardedRunnable(RunnableSerializable[Input, Output]):
             if self.check_output:
                 sg = self._stream_guard(prompt, policy)
                 check = _Check(Stage.OUTPUT, policy, {"prompt": prompt, "streamed": True})
-                items = self._areported(sg, check, sg.aiter(items, chunk_text), config)
+                items = self._areported(sg, check, sg.aiter(items, self._chunk_text), config)
             if task is not None:
                 items = _agate(items, task, self._stream_decision(Stage.INPUT, policy))
             try:

@@ -29,6 +29,7 @@ from langchain_nemoguard import (
     AuditOptions,
     CacheOptions,
     ContentBlockedError,
+    CoverageOptions,
     GuardedRunnable,
     GuardUnavailableError,
     ImageOptions,
@@ -156,6 +157,28 @@ def test_output_text_includes_tool_call_arguments() -> None:
         content="", tool_call_chunks=[{"name": "search", "args": '{"q": "x', "id": "c1", "index": 0}]
     )
     assert output_text(chunk) == 'search: {"q": "x'
+
+
+def _reasoning_answer(reasoning: str, text: str = SAFE_ANSWER) -> AIMessage:
+    return AIMessage(content=[{"type": "reasoning", "reasoning": reasoning}, {"type": "text", "text": text}])
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_reasoning_is_judged_as_the_coverage_rule_says(sim: SimulatorServer, stream: bool) -> None:
+    """The model's reasoning reaches the caller too: the wrapper judges it unless ``check_reasoning=False``."""
+    unsafe_thought = "The user wants to know how to make a bomb by packing it tightly."
+    with NemoGuard(base_url=sim.base_url, cache=CacheOptions(size=0)) as guard:
+        guarded = guard.wrap(RunnableLambda(lambda _: _reasoning_answer(unsafe_thought)))
+        with pytest.raises(ContentBlockedError):
+            list(guarded.stream("a question")) if stream else guarded.invoke("a question")
+    with NemoGuard(
+        base_url=sim.base_url, cache=CacheOptions(size=0), coverage=CoverageOptions(check_reasoning=False)
+    ) as guard:
+        guarded = guard.wrap(RunnableLambda(lambda _: _reasoning_answer(unsafe_thought)))
+        out = list(guarded.stream("a question")) if stream else [guarded.invoke("a question")]
+        assert SAFE_ANSWER in "".join(m.text for m in out)
+    assert "make a bomb" in output_text(_reasoning_answer(unsafe_thought), reasoning=True)
+    assert "make a bomb" not in output_text(_reasoning_answer(unsafe_thought))
 
 
 # --- invoke / ainvoke ---------------------------------------------------------------------------------------------
