@@ -52,9 +52,7 @@ from langchain_core.tracers._streaming import _StreamingCallbackHandler, _V2Stre
 from langchain_core.utils.aiter import py_anext
 from pydantic import ConfigDict, Field, PrivateAttr, field_validator
 
-from ..core.conversation import Conversation
 from ..core.coverage import serialise
-from ..core.errors import Stage
 from ..core.guard import NemoGuard
 from ..core.policy import Policy
 from ..core.verdict import Action, ExitBehavior
@@ -62,7 +60,6 @@ from ..core.windows import StreamOptions
 from .events import NOSTREAM_TAG
 from .messages import assistant_text, plain_value
 from .runnable import GuardedRunnable, _aclose, _close, _combine
-from .tracing import CheckRun as _Check
 
 REFUSAL_KEY = "nemoguard"
 """``response_metadata`` key of a refusal the guard wrote (its verdict); never trusted to mean "judged"."""
@@ -397,12 +394,8 @@ class GuardedStructuredOutput(GuardedRunnable[Any, Any]):
     released as one value: a partial object cannot be judged window by window.
     """
 
-    def _output_check(self, out: Any, prompt: str, policy: Policy) -> tuple[_Check, Conversation] | None:
-        text = structured_text(out)
-        if not self.check_output or not text.strip():
-            return None
-        conv = Conversation(prompt=prompt, response=text)
-        return _Check(Stage.OUTPUT, policy, {"prompt": prompt, "response": text}), conv
+    def _judged_output(self, out: Any) -> str:
+        return structured_text(out)
 
     def _transform(
         self,

@@ -326,8 +326,12 @@ class GuardedRunnable(RunnableSerializable[Input, Output]):
         """A streamed chunk's judged text (reasoning included when the coverage rule judges reasoning)."""
         return chunk_text(chunk, reasoning=self.guard.coverage.check_reasoning)
 
+    def _judged_output(self, out: Any) -> str:
+        """The text an output check judges (the coverage rule's reading of the output)."""
+        return output_text(out, reasoning=self.guard.coverage.check_reasoning)
+
     def _output_check(self, out: Any, prompt: str, policy: Policy) -> tuple[_Check, Conversation] | None:
-        text = output_text(out, reasoning=self.guard.coverage.check_reasoning)
+        text = self._judged_output(out)
         if not self.check_output or not text.strip():
             return None
         has_calls = isinstance(out, AIMessage) and bool(out.tool_calls)
