@@ -15,8 +15,11 @@ Cases (all ``default_on``, ``mode: [pre_call, post_call]``):
 * ``control``: a guardrail that only sleeps the guard's latency in pre_call and in post_call (LiteLLM's
   unified ``apply_guardrail`` interface): what LiteLLM costs for running *any* guardrail;
 * ``nemoguard``: NemoGuardrail against the interface simulator (a subprocess) answering after the same latency;
-* ``nemoguard, no otel sdk`` (``--no-otel-sdk``): the same with ``opentelemetry.sdk`` made unimportable in the
-  proxy (an import blocker on its ``PYTHONPATH``), as on an install without ``opentelemetry-sdk``.
+* ``control, no otel sdk`` / ``nemoguard, no otel sdk`` (``--no-otel-sdk``): the same with ``opentelemetry.sdk``
+  made unimportable in the proxy (an import blocker on its ``PYTHONPATH``), as on an install without
+  ``opentelemetry-sdk``;
+* ``nemoguard @ baseline`` (``--baseline REV``): the guardrail as of a git revision (``git archive``), to
+  measure a change against the code before it in the same run.
 
 The figure of merit is NemoGuardrail's CPU per request above the control's (target: at most 0.3 ms), and the
 throughput ratio at 200 concurrent.
@@ -92,9 +95,10 @@ class Case:
     name: str
     guardrail: dict[str, Any] | None
     no_otel_sdk: bool = False
+    source: Path | None = None  # the package code this proxy imports (None: this checkout)
 
 
-def _cases(guard_url: str, no_otel_sdk: bool) -> list[Case]:
+def _cases(guard_url: str, no_otel_sdk: bool, baseline: Path | None = None) -> list[Case]:
     ours = {
         "guardrail_name": "nemoguard",
         "litellm_params": {
@@ -109,6 +113,8 @@ def _cases(guard_url: str, no_otel_sdk: bool) -> list[Case]:
         "litellm_params": {"guardrail": "sleep_guardrail.SleepGuardrail", "mode": HOOKS, "default_on": True},
     }
     cases = [Case("none", None), Case("control", control), Case("nemoguard", ours)]
+    if baseline is not None:
+        cases.append(Case("nemoguard @ baseline", ours, source=baseline))
     if no_otel_sdk:
         cases += [Case("control, no otel sdk", control, True), Case("nemoguard, no otel sdk", ours, True)]
     return cases
@@ -159,7 +165,7 @@ def _cpu_seconds(pid: int) -> float:
 # --- processes -------------------------------------------------------------------------------------------------------
 
 
-def _wait_ready(url: str, proc: subprocess.Popen[bytes], what: str, timeout: float = 180.0) -> None:
+def _wait_ready(url: str, proc: subprocess.Popen[bytes], what: str, timeout: float = 600.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -287,6 +293,9 @@ async def _bench(procs: dict[str, tuple[int, str]], rounds: int, n: int, warmup:
         comparisons["nemoguard, no otel sdk vs control, no otel sdk"] = over(
             "nemoguard, no otel sdk", "control, no otel sdk"
         )
+    if "nemoguard @ baseline" in procs:
+        comparisons["nemoguard @ baseline vs control"] = over("nemoguard @ baseline", "control")
+        comparisons["nemoguard vs nemoguard @ baseline"] = over("nemoguard", "nemoguard @ baseline")
     ours = comparisons["nemoguard vs control"]["cpu_ms_per_request"]
     return {
         "cases": cases,
@@ -324,6 +333,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=600, help="requests per proxy per round")
     parser.add_argument("--warmup", type=int, default=200, help="requests per proxy in the warm-up round")
     parser.add_argument("--no-otel-sdk", action="store_true", help="add the cases without opentelemetry.sdk")
+    parser.add_argument(
+        "--baseline",
+        metavar="REV",
+        help="add the guardrail as of this git revision (e.g. a commit before a change) as its own case",
+    )
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
 
@@ -346,13 +360,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         sim_cmd += ["--latency-ms", str(GUARD_LATENCY_MS)]
         sim_env = {**base_env, "PYTHONPATH": os.pathsep.join([str(ROOT), pythonpath])}
         sim = stack.enter_context(_process(sim_cmd, tmp, sim_env, "simulator"))
+        baseline = None
+        if args.baseline:
+            baseline = tmp / "baseline"
+            baseline.mkdir()
+            archive = subprocess.run(
+                ["git", "-C", str(ROOT), "archive", args.baseline, "langchain_nemoguard", "litellm_hook"],
+                check=True,
+                capture_output=True,
+            ).stdout
+            subprocess.run(["tar", "-x", "-C", str(baseline)], input=archive, check=True)
         started: list[tuple[Case, subprocess.Popen[bytes], str]] = []
-        for i, case in enumerate(_cases(guard_url, args.no_otel_sdk)):
+        for i, case in enumerate(_cases(guard_url, args.no_otel_sdk, baseline)):
             port = free_port()
             config = tmp / f"config-{i}.yaml"
             config.write_text(yaml.safe_dump(_config(case)))
             path = [str(blocker)] if case.no_otel_sdk else []
-            env = {**base_env, "PYTHONPATH": os.pathsep.join([*path, str(ROOT), str(tmp), pythonpath])}
+            code = str(case.source or ROOT)
+            env = {**base_env, "PYTHONPATH": os.pathsep.join([*path, code, str(tmp), pythonpath])}
             cmd = [sys.executable, "-c", "from litellm_cli.main import proxy_server; proxy_server()"]
             cmd += ["--config", str(config), "--host", "127.0.0.1", "--port", str(port)]
             proc = stack.enter_context(_process(cmd, tmp, env, f"proxy-{i}"))
@@ -370,6 +395,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "requests_per_round": args.requests,
         "warmup_requests": args.warmup,
         "hooks": HOOKS,
+        "baseline": args.baseline,
     }
     _print(result)
     write_results(args.output, result)
