@@ -1,8 +1,8 @@
 """LiteLLM proxy CPU per request: no guardrail, a sleep-only control guardrail, and NemoGuardrail.
 
-Each case is its own ``litellm --config`` proxy process (same mock model, same settings), and the three (five
-with ``--no-otel-sdk``) are loaded *at the same moment*, so that whatever else the machine is doing hits every
-case alike: in each round every proxy gets a batch of ``--requests`` requests from 200 concurrent clients, all
+Each case is its own ``litellm --config`` proxy process (same mock model, same settings), and the three (up to
+six with ``--no-otel-sdk`` and ``--baseline``) are loaded *at the same moment*, so that whatever else the machine
+is doing hits every case alike: in each round every proxy gets a batch of ``--requests`` requests from 200 concurrent clients, all
 batches starting together. A proxy's CPU is read from ``/proc/<pid>/stat`` (user + sys, all threads and any
 child) when its batch starts and when its last answer arrives - idle to idle, so the CPU seconds are exactly
 those of its batch - and divided by the batch's size. Throughput is the batch's size over the time it took
@@ -24,7 +24,7 @@ Cases (all ``default_on``, ``mode: [pre_call, post_call]``):
 The figure of merit is NemoGuardrail's CPU per request above the control's (target: at most 0.3 ms), and the
 throughput ratio at 200 concurrent.
 
-    .venv/bin/python benchmarks/bench_litellm.py [--rounds 5] [--requests 600] [--no-otel-sdk]
+    .venv/bin/python benchmarks/bench_litellm.py [--rounds 5] [--requests 600] [--no-otel-sdk] [--baseline REV]
 
 Writes ``benchmarks/results/litellm.json`` and prints a table.
 """
