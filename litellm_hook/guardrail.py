@@ -26,6 +26,7 @@ starts the proxy without it; any other exception stops the proxy's start, with t
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import AsyncGenerator, Mapping, Sequence
 from typing import Any, ClassVar, Final, Literal
@@ -506,13 +507,19 @@ class NemoGuardrail(CustomGuardrail):
         event: GuardrailEventHooks,
         channels: Sequence[Any],
     ) -> None:
-        """One ``standard_logging_guardrail_information`` entry per verdict, and the applied-guardrails header."""
+        """One ``standard_logging_guardrail_information`` entry per verdict, and the applied-guardrails header.
+
+        LiteLLM sanitises a guardrail's payload three times before it records it (drops exceptions and callables,
+        redacts keys named ``match``/``regex``, masks values under secret-named keys), each a walk and a deep copy
+        costing proxy CPU on every request. On :func:`log_payload` all three are the identity - fixed keys, plain
+        values, none of those names - so LiteLLM is handed the payload's JSON (a string it passes through, and
+        what its OpenTelemetry span would have serialised the dict to), and the recorded entry then gets the
+        dict itself, the same object everywhere LiteLLM put the entry.
+        """
+        payload = log_payload(verdict, stage, channels)
+        placeholder = json.dumps(payload, separators=(",", ":"))
         self.add_standard_logging_guardrail_information_to_request_data(
-            guardrail_json_response={
-                **verdict.to_dict(),
-                "stage": stage.value,
-                "channels": [str(getattr(c, "value", c)) for c in channels],
-            },
+            guardrail_json_response=placeholder,
             request_data=request_data,
             guardrail_status=status(verdict),
             duration=verdict.latency_ms / 1e3,
@@ -525,6 +532,7 @@ class NemoGuardrail(CustomGuardrail):
                 "detection_method": verdict.mode,
             },
         )
+        _put_payload(request_data, placeholder, payload)
         if verdict.error is not None and verdict.safe:
             _count_fail_open(self.guardrail_name, event)
         try:
@@ -532,6 +540,69 @@ class NemoGuardrail(CustomGuardrail):
         except ImportError:  # SDK without the proxy extras: there is no header to set
             return
         add_guardrail_to_applied_guardrails_header(request_data=request_data, guardrail_name=self.guardrail_name)
+
+
+def _put_payload(request_data: Mapping[str, Any], placeholder: str, payload: dict[str, Any]) -> None:
+    """Replace ``placeholder`` (identity) with ``payload`` in the entry LiteLLM just recorded into ``request_data``.
+
+    Should a LiteLLM release record the entry elsewhere, the entry keeps the payload as a JSON string (nothing is
+    lost, and the request is not failed over its logging) and a warning says so.
+    """
+    for bucket_name in ("metadata", "litellm_metadata"):
+        bucket = request_data.get(bucket_name)
+        entries = bucket.get("standard_logging_guardrail_information") if isinstance(bucket, Mapping) else None
+        if not isinstance(entries, list):
+            continue
+        for entry in reversed(entries):
+            if isinstance(entry, dict) and entry.get("guardrail_response") is placeholder:
+                entry["guardrail_response"] = payload
+                return
+    logger.warning("NemoGuard: LiteLLM recorded the guardrail entry elsewhere; its guardrail_response stays JSON text")
+
+
+def log_payload(verdict: Verdict, stage: Stage, channels: Sequence[Any]) -> dict[str, Any]:
+    """The ``guardrail_response`` of one verdict's logging entry: small and flat (never the user's text or a key).
+
+    Always ``safe``, ``categories``, ``action``, ``latency_ms``, ``stage`` and ``channels``; ``user_safe``,
+    ``response_safe``, ``error``, ``error_message``, ``policy``, ``model``, ``reasoning`` and ``score`` when they
+    have a value (LiteLLM's logging drops ``None`` values anyway); ``suppressed_categories``, ``cached``,
+    ``simulator``, ``truncated`` and ``think_ignored`` only when set, and ``calls`` only when the check made more
+    than one model call (the guard mode is the entry's ``detection_method``). LiteLLM would walk this payload
+    three times on every call and deep-copy it with the request, so every key costs proxy CPU on every request;
+    a field at its default says nothing a reader needs.
+
+    Args:
+        verdict: The verdict.
+        stage: The stage it judged.
+        channels: What it covered (``Channel`` values or strings).
+    """
+    payload: dict[str, Any] = {
+        "safe": verdict.safe,
+        "categories": list(verdict.categories),
+        "action": verdict.action.value,
+        "latency_ms": round(verdict.latency_ms, 3),
+        "stage": stage.value,
+        "channels": [str(getattr(c, "value", c)) for c in channels],
+    }
+    optional = {
+        "user_safe": verdict.user_safe,
+        "response_safe": verdict.response_safe,
+        "error": verdict.error.value if verdict.error is not None else None,
+        "error_message": verdict.error_message,
+        "policy": verdict.policy,
+        "model": verdict.model,
+        "reasoning": verdict.reasoning,
+        "score": verdict.score,
+    }
+    payload.update((k, v) for k, v in optional.items() if v is not None)
+    if verdict.calls != 1:
+        payload["calls"] = verdict.calls
+    if verdict.suppressed_categories:
+        payload["suppressed_categories"] = list(verdict.suppressed_categories)
+    for flag in ("cached", "simulator", "truncated", "think_ignored"):
+        if getattr(verdict, flag):
+            payload[flag] = True
+    return payload
 
 
 # --- construction ----------------------------------------------------------------------------------------------------

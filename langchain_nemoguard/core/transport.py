@@ -743,7 +743,7 @@ class Transport:
             except BaseException:
                 r.close()  # never hand a half-read connection back to the pool
                 raise
-            return r.status, {k.lower(): v for k, v in r.headers.items()}, reader.value()
+            return r.status, r.headers, reader.value()  # case-insensitive already: no per-response copy
 
     async def _ahttpx(
         self, ep: Endpoint, path: str, body: bytes, attempt_deadline: float
