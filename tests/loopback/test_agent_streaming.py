@@ -150,8 +150,10 @@ def test_a_fallback_model_swapped_in_by_inner_middleware_never_streams_raw(guard
 
 
 def test_an_outage_mid_stream_ends_with_the_fail_closed_refusal(nemoguard_simulator: SimulatorServer) -> None:
-    """The guard fails on the first window (fail closed): nothing is emitted but the refusal, whose metadata
-    says the guard was unavailable - what the same outage does without streaming."""
+    """The guard fails on the first window (fail closed): nothing is emitted but the outage message (never the
+    policy's refusal), whose metadata says the guard was unavailable - what the same outage does without
+    streaming."""
+    from langchain_nemoguard.core.verdict import DEFAULT_OUTAGE_MESSAGE
     from langchain_nemoguard.langchain.middleware import MARKER
 
     guard = NemoGuard(
@@ -169,5 +171,6 @@ def test_an_outage_mid_stream_ends_with_the_fail_closed_refusal(nemoguard_simula
             emitted.append(data[0])
         else:
             final = data
-    assert [m.content for m in emitted if isinstance(m, AIMessage)] == [REFUSAL]
+    assert [m.content for m in emitted if isinstance(m, AIMessage)] == [DEFAULT_OUTAGE_MESSAGE]
+    assert final["messages"][-1].content == DEFAULT_OUTAGE_MESSAGE
     assert final["messages"][-1].response_metadata[MARKER]["error"] is not None
