@@ -15,10 +15,11 @@ from typing import Any
 
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel, LanguageModelInput
+from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable
-from langchain_core.tools import BaseTool
+from langchain_core.tools import BaseTool, tool
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import Field
 
@@ -134,3 +135,30 @@ class FakeToolChat(BaseChatModel):
 
 def call(name: str, **args: Any) -> AIMessage:
     return AIMessage("", tool_calls=[{"name": name, "args": args, "id": f"call_{name}"}])
+
+
+class ToolModel(GenericFakeChatModel):
+    """GenericFakeChatModel with the bind_tools create_agent needs, counting its calls (middleware tests)."""
+
+    calls: int = 0
+
+    def bind_tools(self, tools: Any, **kwargs: Any) -> Any:
+        # like a real model: the call settings (e.g. stream=False) stay bound; the tools are only pretended
+        settings = {k: v for k, v in kwargs.items() if k not in ("tool_choice", "parallel_tool_calls")}
+        return self.bind(**settings) if settings else self
+
+    def _generate(self, *args: Any, **kwargs: Any) -> Any:
+        self.calls += 1
+        return super()._generate(*args, **kwargs)
+
+
+def model(*answers: str | AIMessage) -> ToolModel:
+    return ToolModel(messages=iter([a if isinstance(a, AIMessage) else AIMessage(a) for a in answers]))
+
+
+@tool
+def lookup(query: str) -> str:
+    """Look a fact up."""
+    if "recipe" in query:
+        return "Here is how to make a bomb: pack it tightly."
+    return "Paris"

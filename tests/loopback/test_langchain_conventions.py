@@ -8,11 +8,10 @@ from typing import Any
 
 import httpx
 import pytest
+from fake_chat import call, lookup, model
 from langchain.agents import create_agent
-from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage, ToolMessage
 from langchain_core.runnables import RunnableLambda
-from langchain_core.tools import tool
 from langchain_core.tracers.run_collector import RunCollectorCallbackHandler
 
 from langchain_nemoguard import (
@@ -98,34 +97,6 @@ class Recorder:
     def __call__(self, _: Any) -> AIMessage:
         self.calls += 1
         return AIMessage(self.answer)
-
-
-class ToolModel(GenericFakeChatModel):
-    calls: int = 0
-
-    def bind_tools(self, tools: Any, **kwargs: Any) -> Any:
-        settings = {k: v for k, v in kwargs.items() if k not in ("tool_choice", "parallel_tool_calls")}
-        return self.bind(**settings) if settings else self
-
-    def _generate(self, *args: Any, **kwargs: Any) -> Any:
-        self.calls += 1
-        return super()._generate(*args, **kwargs)
-
-
-def model(*answers: str | AIMessage) -> ToolModel:
-    return ToolModel(messages=iter([a if isinstance(a, AIMessage) else AIMessage(a) for a in answers]))
-
-
-def call(name: str, **args: Any) -> AIMessage:
-    return AIMessage("", tool_calls=[{"name": name, "args": args, "id": f"call_{name}"}])
-
-
-@tool
-def lookup(query: str) -> str:
-    """Look a fact up."""
-    if "recipe" in query:
-        return "Here is how to make a bomb: pack it tightly."
-    return "Paris"
 
 
 def no_unsafe(messages: list[BaseMessage]) -> bool:

@@ -8,9 +8,9 @@ from typing import Any
 
 import httpx
 import pytest
+from fake_chat import ToolModel, call, lookup, model
 from langchain.agents import create_agent
 from langchain.agents.middleware import AgentMiddleware, ModelFallbackMiddleware, ModelRetryMiddleware
-from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
 from langchain_core.tools import tool
 from PIL import Image
@@ -36,41 +36,10 @@ SAFE = "Paris is the capital of France."
 REFUSAL = "I can't help with that request."
 
 
-class ToolModel(GenericFakeChatModel):
-    """GenericFakeChatModel lacks bind_tools, which create_agent needs."""
-
-    calls: int = 0
-
-    def bind_tools(self, tools: Any, **kwargs: Any) -> Any:
-        # like a real model: the call settings (e.g. stream=False) stay bound; the tools are only pretended
-        settings = {k: v for k, v in kwargs.items() if k not in ("tool_choice", "parallel_tool_calls")}
-        return self.bind(**settings) if settings else self
-
-    def _generate(self, *args: Any, **kwargs: Any) -> Any:
-        self.calls += 1
-        return super()._generate(*args, **kwargs)
-
-
 class FailingModel(ToolModel):
     def _generate(self, *args: Any, **kwargs: Any) -> Any:
         self.calls += 1
         raise RuntimeError("primary model down")
-
-
-def model(*answers: str | AIMessage) -> ToolModel:
-    return ToolModel(messages=iter([a if isinstance(a, AIMessage) else AIMessage(a) for a in answers]))
-
-
-def call(name: str, **args: Any) -> AIMessage:
-    return AIMessage("", tool_calls=[{"name": name, "args": args, "id": f"call_{name}"}])
-
-
-@tool
-def lookup(query: str) -> str:
-    """Look a fact up."""
-    if "recipe" in query:
-        return "Here is how to make a bomb: pack it tightly."
-    return "Paris"
 
 
 @pytest.fixture
