@@ -71,7 +71,8 @@ class Verdict:
         categories: The categories the model named for an unsafe verdict (suppressed ones removed).
         reasoning: THINK mode's reasoning trace.
         error: Why there is no verdict (None: there is one).
-        error_message: A human description of ``error`` (never a key or an internal address).
+        error_message: A human description of ``error`` for operators: never a key, but it may name the guard
+            endpoint (what failed where); what callers and end users see is :func:`.errors.describe_outage`.
         safe: The overall answer the caller should act on; when the guard failed it follows ``on_error``.
         action: What the policy says to do (``outcome`` turns it into pass / refuse / block).
         policy: The name of the policy it was judged under.

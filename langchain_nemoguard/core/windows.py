@@ -386,21 +386,10 @@ class HoldbackBuffer(Generic[C]):
     _pending: list[str] = field(default_factory=list)
     _pending_len: int = 0
     _context: str = ""
-    _windows: int = 0
     _limit: int = 0
 
     def __post_init__(self) -> None:
         self._limit = self.options.first_window
-
-    @property
-    def windows(self) -> int:
-        """How many windows have been cut so far."""
-        return self._windows
-
-    @property
-    def limit(self) -> int:
-        """The size of the window being filled."""
-        return self._limit
 
     def push(self, chunk: C, text: str) -> Window[C] | None:
         """Buffer a chunk; return a full window to judge, or None."""
@@ -427,7 +416,6 @@ class HoldbackBuffer(Generic[C]):
         tail = window.text[-self.options.overlap_chars :] if self.options.overlap_chars else ""
         self._context = tail
         self._chunks, self._pending, self._pending_len = [], [], 0
-        self._windows += 1
         self._limit = self.options.next_window(self._limit)
         return window
 

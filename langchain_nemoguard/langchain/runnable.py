@@ -47,7 +47,6 @@ from .events import (
     NOSTREAM_TAG,
     POLICY_CONFIG_KEY,
     UNCHECKED_TAG,
-    ModelContentBlockedError,
     answer_text,
     exits_conflict,
     policy_for_run,
@@ -341,31 +340,11 @@ class GuardedRunnable(RunnableSerializable[Input, Output]):
 
     # --- traced checks (langchain.tracing; shared with the middleware) ---------------------------------------
 
-    def _start(self, check: _Check, config: RunnableConfig) -> CallbackManagerForChainRun:
-        return start_check(check, config)
-
-    def _report(self, check: _Check, verdict: Verdict, rm: CallbackManagerForChainRun) -> None:
-        report_check(check, verdict, rm)
-
-    def _end(self, check: _Check, rm: CallbackManagerForChainRun, error: BaseException | None = None) -> None:
-        end_check(check, rm, error)
-
     def _check(
         self, check: _Check, conv: Conversation | tuple[Conversation, ...], config: RunnableConfig
     ) -> Verdict:
         convs = conv if isinstance(conv, tuple) else (conv,)
         return _decisive(traced_check(self.guard, check, convs, config))
-
-    async def _astart(self, check: _Check, config: RunnableConfig) -> AsyncCallbackManagerForChainRun:
-        return await astart_check(check, config)
-
-    async def _areport(self, check: _Check, verdict: Verdict, rm: AsyncCallbackManagerForChainRun) -> None:
-        await areport_check(check, verdict, rm)
-
-    async def _aend(
-        self, check: _Check, rm: AsyncCallbackManagerForChainRun, error: BaseException | None = None
-    ) -> None:
-        await aend_check(check, rm, error)
 
     async def _acheck(
         self, check: _Check, conv: Conversation | tuple[Conversation, ...], config: RunnableConfig
@@ -463,8 +442,7 @@ class GuardedRunnable(RunnableSerializable[Input, Output]):
             policy=policy,
             options=self._options(),
             stage=Stage.OUTPUT,
-            error_cls=ModelContentBlockedError,
-            decide=self._stream_decision(Stage.OUTPUT, policy),
+            decide=self._stream_decision(Stage.OUTPUT, policy),  # raises the adapter's own errors
         )
 
     def _transform(
@@ -514,17 +492,17 @@ class GuardedRunnable(RunnableSerializable[Input, Output]):
         self, sg: StreamGuard[Any], check: _Check, items: Iterator[Any], config: RunnableConfig
     ) -> Iterator[Any]:
         """Trace the stream's output check as one run; dispatch an event per judged window."""
-        rm = self._start(check, config)
+        rm = start_check(check, config)
         error: BaseException | None = None
         try:
-            yield from _flush_verdicts(sg, check, items, lambda v: self._report(check, v, rm))
+            yield from _flush_verdicts(sg, check, items, lambda v: report_check(check, v, rm))
         except BaseException as exc:
             error = exc
             raise
         finally:
             for v in sg.verdicts[len(check.verdicts) :]:
-                self._report(check, v, rm)
-            self._end(check, rm, error if not isinstance(error, GeneratorExit) else None)
+                report_check(check, v, rm)
+            end_check(check, rm, error if not isinstance(error, GeneratorExit) else None)
 
     async def _atransform(
         self,
@@ -561,9 +539,7 @@ class GuardedRunnable(RunnableSerializable[Input, Output]):
                         return
                     yield item
             finally:
-                aclose = getattr(items, "aclose", None)
-                if aclose is not None:
-                    await aclose()
+                await _aclose(items)
         finally:
             if task is not None:
                 await _cancel(task)
@@ -571,22 +547,22 @@ class GuardedRunnable(RunnableSerializable[Input, Output]):
     async def _areported(
         self, sg: StreamGuard[Any], check: _Check, items: AsyncIterator[Any], config: RunnableConfig
     ) -> AsyncIterator[Any]:
-        rm = await self._astart(check, config)
+        rm = await astart_check(check, config)
         error: BaseException | None = None
         try:
             async for item in items:
                 for v in sg.verdicts[len(check.verdicts) :]:
-                    await self._areport(check, v, rm)
+                    await areport_check(check, v, rm)
                 yield item
         except BaseException as exc:
             error = exc
             raise
         finally:
             with contextlib.suppress(Exception):
-                await items.aclose()  # type: ignore[attr-defined]
+                await _aclose(items)
             for v in sg.verdicts[len(check.verdicts) :]:
-                await self._areport(check, v, rm)
-            await self._aend(check, rm, error if not isinstance(error, GeneratorExit) else None)
+                await areport_check(check, v, rm)
+            await aend_check(check, rm, error if not isinstance(error, GeneratorExit) else None)
 
 
 # --- helpers -----------------------------------------------------------------------------------------------------
@@ -616,9 +592,7 @@ class _FirstChunk:
                     self.chunk = item
                 yield item
         finally:
-            aclose = getattr(items, "aclose", None)
-            if aclose is not None:
-                await aclose()
+            await _aclose(items)
 
 
 def _flush_verdicts(
