@@ -35,7 +35,6 @@ from langchain_core.caches import BaseCache
 from langchain_core.callbacks import (
     AsyncCallbackManagerForChainRun,
     AsyncCallbackManagerForLLMRun,
-    BaseCallbackHandler,
     BaseCallbackManager,
     CallbackManagerForChainRun,
     CallbackManagerForLLMRun,
@@ -48,7 +47,6 @@ from langchain_core.runnables import Runnable, RunnableBinding, RunnableConfig
 from langchain_core.runnables.config import ensure_config, set_config_context
 from langchain_core.runnables.utils import coro_with_context
 from langchain_core.tools import BaseTool
-from langchain_core.tracers._streaming import _StreamingCallbackHandler, _V2StreamingCallbackHandler
 from langchain_core.utils.aiter import py_anext
 from pydantic import ConfigDict, Field, PrivateAttr, field_validator
 
@@ -57,7 +55,7 @@ from ..core.guard import NemoGuard
 from ..core.policy import Policy
 from ..core.verdict import Action, ExitBehavior
 from ..core.windows import StreamOptions
-from .events import NOSTREAM_TAG
+from .events import NOSTREAM_TAG, callback_handlers, is_stream_consumer
 from .messages import assistant_text, plain_value
 from .runnable import GuardedRunnable, _aclose, _close, _combine
 
@@ -470,21 +468,17 @@ def _hidden(inner: Runnable[Any, Any], hide: bool) -> Runnable[Any, Any]:
     return _Hidden(inner) if hide else inner
 
 
-def _is_stream_consumer(handler: BaseCallbackHandler) -> bool:
-    return isinstance(handler, (_StreamingCallbackHandler, _V2StreamingCallbackHandler))
-
-
 def _unstreamed(config: RunnableConfig | None) -> RunnableConfig:
     config = ensure_config(config)
     callbacks = config.get("callbacks")
     if isinstance(callbacks, BaseCallbackManager):
         manager = callbacks.copy()
-        for handler in {id(h): h for h in [*manager.handlers, *manager.inheritable_handlers]}.values():
-            if _is_stream_consumer(handler):
+        for handler in callback_handlers(manager):
+            if is_stream_consumer(handler):
                 manager.remove_handler(handler)
         return RunnableConfig(**{**config, "callbacks": manager})
     if isinstance(callbacks, list):
-        kept = [h for h in callbacks if not _is_stream_consumer(h)]
+        kept = [h for h in callbacks if not is_stream_consumer(h)]
         return RunnableConfig(**{**config, "callbacks": kept})
     return config
 

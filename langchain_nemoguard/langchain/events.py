@@ -9,9 +9,11 @@ import contextlib
 from collections.abc import Mapping
 from typing import Any
 
+from langchain_core.callbacks import BaseCallbackHandler, BaseCallbackManager
 from langchain_core.exceptions import ModelError
 from langchain_core.runnables import RunnableConfig
 from langchain_core.runnables.config import ensure_config
+from langchain_core.tracers._streaming import _StreamingCallbackHandler, _V2StreamingCallbackHandler
 from langchain_core.tracers.base import AsyncBaseTracer, BaseTracer
 
 from ..core.errors import ContentBlockedError, ErrorCode, GuardUnavailableError, Stage, describe_outage
@@ -105,6 +107,21 @@ def exits_conflict(other: str) -> str:
     )
 
 
+def is_stream_consumer(handler: BaseCallbackHandler) -> bool:
+    """True for a handler that streams a run's tokens to a reader (LangGraph's messages mode, ``astream_events``
+    v2 and v3), as opposed to a tracer that only records them."""
+    return isinstance(handler, (_StreamingCallbackHandler, _V2StreamingCallbackHandler))
+
+
+def callback_handlers(callbacks: Any) -> list[BaseCallbackHandler]:
+    """The handlers of a config's ``callbacks`` (a manager, a list, or None), each once."""
+    if isinstance(callbacks, BaseCallbackManager):
+        found = [*callbacks.handlers, *callbacks.inheritable_handlers]
+    else:
+        found = list(callbacks or [])
+    return list({id(h): h for h in found}.values())
+
+
 def verdict_event(stage: Stage, verdict: Verdict) -> dict[str, Any]:
     """The payload of a ``nemoguard_verdict`` event (also used by the middleware)."""
     verdict = public_verdict(verdict)
@@ -188,9 +205,11 @@ __all__ = [
     "adispatch_verdict",
     "annotate_run",
     "answer_text",
+    "callback_handlers",
     "dispatch_verdict",
     "exit_error",
     "exits_conflict",
+    "is_stream_consumer",
     "policy_for_run",
     "public_verdict",
     "verdict_event",

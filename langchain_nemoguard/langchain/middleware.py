@@ -59,12 +59,10 @@ from langchain.agents.middleware import (
     hook_config,
 )
 from langchain.agents.middleware.types import PrivateStateAttr
-from langchain_core.callbacks import BaseCallbackManager
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
 from langchain_core.runnables import RunnableConfig
 from langchain_core.runnables.config import var_child_runnable_config
-from langchain_core.tracers._streaming import _StreamingCallbackHandler, _V2StreamingCallbackHandler
 from langgraph.runtime import Runtime
 from langgraph.types import Command
 
@@ -87,8 +85,10 @@ from ..core.verdict import (
 from .events import (
     NOSTREAM_TAG,
     VERDICT_EVENT,
+    callback_handlers,
     exit_error,
     exits_conflict,
+    is_stream_consumer,
     policy_for_run,
     verdict_event,
 )
@@ -808,12 +808,7 @@ def _nostream(enabled: bool) -> Iterator[None]:
 def _stream_consumer_attached() -> bool:
     """True when a stream consumer (LangGraph's messages mode, ``astream_events``) listens to this run."""
     config = var_child_runnable_config.get()
-    callbacks = config.get("callbacks") if config else None
-    if isinstance(callbacks, BaseCallbackManager):
-        handlers: list[Any] = [*callbacks.handlers, *callbacks.inheritable_handlers]
-    else:
-        handlers = list(callbacks or [])
-    return any(isinstance(h, (_StreamingCallbackHandler, _V2StreamingCallbackHandler)) for h in handlers)
+    return any(is_stream_consumer(h) for h in callback_handlers(config.get("callbacks") if config else None))
 
 
 def _refused_in_stream(message: AIMessage) -> Verdict | None:
