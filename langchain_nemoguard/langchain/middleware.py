@@ -47,7 +47,7 @@ import asyncio
 import contextlib
 import hashlib
 import uuid
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from typing import Annotated, Any, NotRequired
 
 from langchain.agents.middleware import (
@@ -389,16 +389,7 @@ class NemoGuardMiddleware(AgentMiddleware):
         found = dict(state).get(PENDING_KEY)
         pending: dict[str, Any] | None = found if isinstance(found, dict) else None
         if pending:
-            raw: dict[str, Any] = pending["verdict"]
-            verdict = Verdict(
-                user_safe=raw.get("user_safe"),
-                response_safe=raw.get("response_safe"),
-                categories=tuple(raw.get("categories") or ()),
-                safe=False,
-                action=Action(raw.get("action", "block")),
-                policy=raw.get("policy"),
-                error=_error_code(raw.get("error")),
-            )
+            verdict = _stored_verdict(pending["verdict"])
             raise exit_error(verdict, Stage(pending.get("stage", "input")))
         return None
 
@@ -817,21 +808,30 @@ def _refused_in_stream(message: AIMessage) -> Verdict | None:
     meta = message.response_metadata.get(MARKER)
     if not isinstance(meta, dict) or meta.get("safe") is not False:
         return None
+    if meta.get("error"):  # an outage answered mid-stream: the middleware answers with its outage message
+        return _stored_verdict(meta, user_safe=None, response_safe=None, categories=(), action=Action.BLOCK)
+    return _stored_verdict(meta, response_safe=False)
+
+
+def _stored_verdict(raw: Mapping[str, Any], **known: Any) -> Verdict:
+    """A refusing verdict read back from what this middleware stored (private state, or a message's metadata,
+    which a caller may forge): only ever stricter - it is never safe, an action it cannot read or one that lets
+    text pass is ``block``, an error code it cannot read is ``internal``. ``known`` fixes fields the caller
+    knows better than the stored dict."""
     try:
-        action = Action(meta.get("action", "block"))
+        action = Action(raw.get("action", "block"))
     except ValueError:
         action = Action.BLOCK
-    error = _error_code(meta.get("error"))
-    if error is not None:  # an outage answered mid-stream: the middleware answers with its outage message
-        return Verdict(user_safe=None, error=error, safe=False, action=Action.BLOCK, policy=meta.get("policy"))
-    return Verdict(
-        user_safe=meta.get("user_safe"),
-        response_safe=False,
-        safe=False,
-        categories=tuple(str(c) for c in meta.get("categories") or ()),
-        action=action if action in (Action.BLOCK, Action.REWRITE) else Action.BLOCK,
-        policy=meta.get("policy"),
-    )
+    fields: dict[str, Any] = {
+        "user_safe": raw.get("user_safe"),
+        "response_safe": raw.get("response_safe"),
+        "categories": tuple(str(c) for c in raw.get("categories") or ()),
+        "action": action if action in (Action.BLOCK, Action.REWRITE) else Action.BLOCK,
+        "policy": raw.get("policy"),
+        "error": _error_code(raw.get("error")),
+        **known,
+    }
+    return Verdict(safe=False, **fields)
 
 
 def _write_stream(payload: dict[str, Any]) -> None:
@@ -951,13 +951,7 @@ def _withheld_tool_results(messages: list[BaseMessage]) -> Verdict | None:
             return None
         meta = msg.response_metadata.get(MARKER)
         if isinstance(meta, dict) and meta.get("withheld"):
-            return Verdict(
-                user_safe=False,
-                safe=False,
-                categories=tuple(meta.get("categories") or ()),
-                action=Action(meta.get("action", "block")),
-                error=_error_code(meta.get("error")),
-            )
+            return _stored_verdict(meta, user_safe=False, response_safe=None, policy=None)
     return None
 
 
