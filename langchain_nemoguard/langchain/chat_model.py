@@ -393,7 +393,7 @@ class GuardedStructuredOutput(GuardedRunnable[Any, Any]):
     """
 
     def _judged_output(self, out: Any) -> str:
-        return structured_text(out)
+        return structured_text(out, reasoning=self.guard.coverage.check_reasoning)
 
     def _transform(
         self,
@@ -415,14 +415,17 @@ class GuardedStructuredOutput(GuardedRunnable[Any, Any]):
         yield await self._ainvoke(_combine(iter(collected)), run_manager, config, **kwargs)
 
 
-def structured_text(value: Any) -> str:
+def structured_text(value: Any, *, reasoning: bool = False) -> str:
     """The judged text of a structured answer: the value serialised (sorted JSON), plus the raw message's text
-    for ``include_raw=True`` answers (``{"raw": AIMessage, "parsed": ..., "parsing_error": ...}``)."""
+    for ``include_raw=True`` answers (``{"raw": AIMessage, "parsed": ..., "parsing_error": ...}``); ``reasoning``
+    (the coverage rule's ``check_reasoning``) adds the raw message's reasoning, which reaches the caller too."""
     if isinstance(value, BaseMessage):
-        return assistant_text(value)
+        return assistant_text(value, reasoning=reasoning)
     if isinstance(value, Mapping) and "raw" in value and "parsed" in value:
         raw = value["raw"]
-        parts = [assistant_text(raw) if isinstance(raw, BaseMessage) else serialise(plain_value(raw))]
+        parts = [
+            assistant_text(raw, reasoning=reasoning) if isinstance(raw, BaseMessage) else serialise(plain_value(raw))
+        ]
         if value["parsed"] is not None:
             parts.append(serialise(plain_value(value["parsed"])))
         return "\n".join(p for p in parts if p)

@@ -177,6 +177,19 @@ def test_structured_output_is_judged_whole(guard: NemoGuard, nemoguard_simulator
         list(guard.wrap(bad).with_structured_output(Answer, include_raw=True).stream("capital?"))
 
 
+def test_structured_output_with_raw_judges_the_raw_reasoning(guard: NemoGuard) -> None:
+    """With ``include_raw=True`` the caller gets the raw message, reasoning and all: it is judged as the coverage
+    rule says (``check_reasoning``), not only the parsed value."""
+    thought = AIMessage(
+        content=[{"type": "reasoning", "reasoning": "They want to make a bomb by packing it tightly."}],
+        tool_calls=[{"name": "Answer", "args": {"answer": "Paris", "notes": "capital"}, "id": "c1"}],
+    )
+    with pytest.raises(ContentBlockedError):
+        guard.wrap(fake(thought)).with_structured_output(Answer, include_raw=True).invoke("capital?")
+    got = guard.wrap(fake(thought)).with_structured_output(Answer).invoke("capital?")  # the value alone: safe
+    assert got == Answer(answer="Paris", notes="capital")
+
+
 # --- agents -------------------------------------------------------------------------------------------------------
 
 
