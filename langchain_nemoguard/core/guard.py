@@ -439,23 +439,21 @@ class NemoGuard:
         # The one import above the core: declared, lazy, and tested (tests/unit/test_architecture.py).
         from ..langchain.runnable import GuardedRunnable
 
-        settings: dict[str, Any] = {
-            "guard": self,
-            "policy": policy,
-            "action": action,
-            "refusal": refusal,
-            "parallel": parallel,
-            "stream": stream,
-            "check_input": check_input,
-            "check_output": check_output,
-        }
-        if exit_behavior is not None:
-            settings["exit_behavior"] = exit_behavior
-        if outage_message is not None:
-            settings["outage_message"] = outage_message
-        if name is not None:
-            settings["name"] = name
-        return GuardedRunnable.for_runnable(runnable, input_key=input_key, **settings)
+        return GuardedRunnable.for_runnable(
+            runnable,
+            input_key=input_key,
+            guard=self,
+            policy=policy,
+            action=action,
+            refusal=refusal,
+            parallel=parallel,
+            stream=stream,
+            check_input=check_input,
+            check_output=check_output,
+            exit_behavior=exit_behavior,
+            outage_message=outage_message,
+            name=name,
+        )
 
     def stats(self) -> dict[str, Any]:
         """Counters for dashboards and tests: checks, unsafe, errors, fail-open, calls, cache, endpoints."""

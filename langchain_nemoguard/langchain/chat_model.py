@@ -133,21 +133,18 @@ class GuardedChatModel(BaseChatModel):
 
     def _settings(self) -> dict[str, Any]:
         """The guard settings, as ``GuardedRunnable`` takes them (for the engine and for wrapped bindings)."""
-        out: dict[str, Any] = {
+        return {
             "guard": self.guard,
             "check_input": self.check_input,
             "check_output": self.check_output,
             "policy": self.policy,
             "action": self.action,
+            "exit_behavior": self.exit_behavior,  # its meaning lives in GuardedRunnable
             "refusal": self.refusal,
+            "outage_message": self.outage_message,
             "parallel": self.parallel,
             "stream_options": self.stream_options,
         }
-        if self.exit_behavior is not None:  # its meaning lives in GuardedRunnable
-            out["exit_behavior"] = self.exit_behavior
-        if self.outage_message is not None:
-            out["outage_message"] = self.outage_message
-        return out
 
     # --- what LangChain asks a chat model ----------------------------------------------------------------------
 

@@ -85,6 +85,7 @@ from ..core.verdict import (
 from .events import (
     NOSTREAM_TAG,
     VERDICT_EVENT,
+    answer_text,
     callback_handlers,
     exit_error,
     exits_conflict,
@@ -233,11 +234,7 @@ class NemoGuardMiddleware(AgentMiddleware):
         """None: let it pass. A settlement (``end`` or ``replace``): put its text in place. Raises for ``error``:
         :class:`ContentBlockedError` for a block, :class:`GuardUnavailableError` for an outage."""
         settlement = self._settle(verdict, policy)
-        if settlement.exit is Exit.PASS:
-            return None
-        if settlement.exit is Exit.ERROR:
-            raise exit_error(verdict, stage)
-        return settlement
+        return None if answer_text(settlement, stage) is None else settlement
 
     def _input_plan(self, state: dict[str, Any]) -> tuple[Any, ...] | None:
         """What before_model must do: ('end', verdict, update) at once, ('check', checks, messages), or None.
